@@ -1,0 +1,167 @@
+"""Convolutions as pure functions on channels-last arrays.
+
+Like every deep-learning framework, :func:`conv1d`, :func:`conv2d` and :func:`conv`
+compute a *cross-correlation*: the kernel slides over the input without being flipped,
+``y[i] = sum_k x[i * stride + k * dilation] * w[k]``. Since the kernel is learned, the
+flip makes no difference to what a network can represent. :func:`convolve1d` is the
+true convolution of signal processing (kernel flipped, like ``numpy.convolve``).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import lax
+
+from cnn_jax.ops import _validate
+from cnn_jax.ops.shapes import Padding, check_fits, normalize_tuple, resolve_padding
+
+_SPATIAL_LETTERS = 'DHW'
+
+
+def _conv_nd(op: str, x, kernel, stride, padding, dilation, groups, precision,
+             spatial_dims: int | None = None):
+  """Shared implementation of :func:`conv`, :func:`conv1d` and :func:`conv2d`."""
+  kernel = jnp.asarray(kernel)
+  nsp = kernel.ndim - 2
+  if spatial_dims is not None and nsp != spatial_dims:
+    letters = ('K', 'KH, KW', 'KD, KH, KW')[spatial_dims - 1]
+    raise ValueError(f'{op}: kernel must have shape ({letters}, C_in // groups, C_out), '
+                     f'got kernel.shape={tuple(kernel.shape)}')
+  if not 1 <= nsp <= 3:
+    raise ValueError(f'{op}: kernel must have shape (*kernel_size, C_in // groups, C_out) '
+                     f'with 1 to 3 spatial dimensions, got kernel.shape={tuple(kernel.shape)}')
+  x, unbatched = _validate.add_batch_axis(op, x, nsp)
+  in_sizes, c_in = x.shape[1:-1], x.shape[-1]
+  ksize, k_in, c_out = kernel.shape[:nsp], kernel.shape[-2], kernel.shape[-1]
+  if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+    raise ValueError(f'{op}: groups must be an int >= 1, got groups={groups!r}')
+  if c_in % groups or c_out % groups:
+    raise ValueError(f'{op}: groups={groups} must divide both the input channels '
+                     f'(x.shape={tuple(x.shape)}, C_in={c_in}) and the output channels '
+                     f'(kernel.shape={tuple(kernel.shape)}, C_out={c_out})')
+  if k_in * groups != c_in:
+    raise ValueError(
+        f'{op}: channel mismatch: x has C_in={c_in} channels (x.shape='
+        f'{tuple(x.shape)}) but kernel.shape={tuple(kernel.shape)} expects '
+        f'C_in // groups = {k_in} with groups={groups}, i.e. C_in={k_in * groups}')
+  if 0 in ksize or c_out == 0:
+    raise ValueError(f'{op}: kernel.shape={tuple(kernel.shape)} has a zero-sized axis')
+  strides = normalize_tuple(stride, nsp, 'stride')
+  dilations = normalize_tuple(dilation, nsp, 'dilation')
+  pads = resolve_padding(padding, in_sizes, ksize, strides, dilations)
+  check_fits(op, x.shape, in_sizes, ksize, pads, dilations)
+
+  dtype = jnp.result_type(x, kernel)
+  letters = _SPATIAL_LETTERS[-nsp:]
+  dn = lax.conv_dimension_numbers(x.shape, kernel.shape,
+                                  (f'N{letters}C', f'{letters}IO', f'N{letters}C'))
+  y = lax.conv_general_dilated(
+      x.astype(dtype), kernel.astype(dtype), window_strides=strides, padding=pads,
+      rhs_dilation=dilations, dimension_numbers=dn, feature_group_count=groups,
+      precision=precision)
+  return y[0] if unbatched else y
+
+
+def conv(x, kernel, *, stride=1, padding: Padding = 'VALID', dilation=1, groups: int = 1,
+         precision=None):
+  """N-D cross-correlation (1-D, 2-D or 3-D), the spatial rank taken from the kernel.
+
+  Args:
+    x: input of shape ``(N, *spatial, C_in)`` or unbatched ``(*spatial, C_in)``.
+    kernel: weights of shape ``(*kernel_size, C_in // groups, C_out)``.
+    stride: int or one int per spatial dimension, >= 1.
+    padding: ``'VALID'``, ``'SAME'`` (output ``ceil(in / stride)``, extra pad at the end),
+      ``'FULL'``, ``'CAUSAL'`` (1-D only), an int for every side, or per-dimension
+      entries (an int or a ``(lo, hi)`` pair each). See
+      :func:`cnn_jax.ops.shapes.resolve_padding`.
+    dilation: kernel dilation, int or one per spatial dimension, >= 1.
+    groups: number of feature groups; ``C_in`` and ``C_out`` must be divisible by it
+      (``groups == C_in`` gives a depthwise convolution).
+    precision: passed to ``lax.conv_general_dilated`` (e.g. ``lax.Precision.HIGHEST``
+      to avoid reduced-precision passes on GPU/TPU).
+
+  Returns:
+    Array of shape ``(N, *out_spatial, C_out)`` (no batch axis if ``x`` had none),
+    in the promoted dtype of ``x`` and ``kernel``.
+
+  Raises:
+    ValueError: for a wrong rank, mismatched channels, bad groups/stride/dilation/
+      padding, or a kernel larger than the padded input; checked at trace time.
+  """
+  return _conv_nd('conv', x, kernel, stride, padding, dilation, groups, precision)
+
+
+def conv1d(x, kernel, *, stride=1, padding: Padding = 'VALID', dilation=1, groups: int = 1,
+           precision=None):
+  """1-D cross-correlation over the width axis.
+
+  Args:
+    x: ``(N, W, C_in)`` or unbatched ``(W, C_in)``.
+    kernel: ``(K, C_in // groups, C_out)``.
+    stride, padding, dilation, groups, precision: see :func:`conv`; ``'CAUSAL'``
+      padding puts ``(K - 1) * dilation`` zeros on the left only.
+
+  Returns:
+    ``(N, W_out, C_out)`` (or ``(W_out, C_out)``) with
+    ``W_out = floor((W + lo + hi - (K - 1) * dilation - 1) / stride) + 1``.
+  """
+  return _conv_nd('conv1d', x, kernel, stride, padding, dilation, groups, precision,
+                  spatial_dims=1)
+
+
+def conv2d(x, kernel, *, stride=1, padding: Padding = 'VALID', dilation=1, groups: int = 1,
+           precision=None):
+  """2-D cross-correlation over height and width (grayscale C_in=1, RGB C_in=3, ...).
+
+  Each output channel sums over the kernel's full height x width x C_in block, so a
+  kernel on an RGB image spans all three colour channels.
+
+  Args:
+    x: ``(N, H, W, C_in)`` or unbatched ``(H, W, C_in)``.
+    kernel: ``(KH, KW, C_in // groups, C_out)``.
+    stride, dilation: int or ``(sh, sw)`` pair.
+    padding, groups, precision: see :func:`conv`.
+
+  Returns:
+    ``(N, H_out, W_out, C_out)`` (or without the batch axis).
+  """
+  return _conv_nd('conv2d', x, kernel, stride, padding, dilation, groups, precision,
+                  spatial_dims=2)
+
+
+def convolve1d(a, v, mode: str = 'full'):
+  """True 1-D convolution of two signals, kernel flipped, like ``numpy.convolve``.
+
+  ``(a * v)[n] = sum_m a[m] v[n - m]``. For example ``convolve1d([1, 2, 3], [1, 2, 3])``
+  is ``[1, 4, 10, 12, 9]``: every partial overlap of the flipped kernel, not the single
+  number 36 that summing all pairwise products would give.
+
+  Args:
+    a: 1-D signal.
+    v: 1-D kernel.
+    mode: ``'full'`` (length ``N + M - 1``), ``'same'`` (length ``max(N, M)``, centred
+      as numpy does) or ``'valid'`` (length ``max(N, M) - min(N, M) + 1``).
+
+  Returns:
+    1-D array in the promoted dtype of ``a`` and ``v``.
+
+  Raises:
+    ValueError: for non-1-D or empty inputs or an unknown mode.
+  """
+  a, v = jnp.asarray(a), jnp.asarray(v)
+  for name, arr in (('a', a), ('v', v)):
+    if arr.ndim != 1 or arr.shape[0] == 0:
+      raise ValueError(f'convolve1d: {name} must be a non-empty 1-D array, got shape '
+                       f'{tuple(arr.shape)}')
+  if mode not in ('full', 'same', 'valid'):
+    raise ValueError(f"convolve1d: mode must be 'full', 'same' or 'valid', got {mode!r}")
+  if v.shape[0] > a.shape[0]:
+    a, v = v, a  # convolution commutes; numpy also slides the shorter over the longer
+  n, m = a.shape[0], v.shape[0]
+  full = conv1d(a[:, None], v[::-1, None, None], padding='FULL')[:, 0]
+  if mode == 'full':
+    return full
+  if mode == 'same':
+    start = (m - 1) // 2
+    return full[start:start + n]
+  return full[m - 1:n]

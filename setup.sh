@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Creates ./.venv with the pinned requirements and makes sure the offline dataset is
+# installed. Safe to re-run: it only reinstalls when requirements.txt changed.
+#
+#   bash setup.sh && .venv/bin/python -m experiments.train     # main job
+#   bash setup.sh && .venv/bin/python -m pytest -q tests         # tests
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+FASHION_MNIST_DIR=/usr/share/datasets/fashion-mnist
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else echo "setup.sh: need root (or sudo) to run: $*" >&2; return 1; fi
+}
+
+apt_install() {
+  # Update the package lists only when an install is actually needed.
+  as_root apt-get install -y -q "$@" >/dev/null 2>&1 \
+    || { as_root apt-get update -q >/dev/null && as_root apt-get install -y -q "$@"; }
+}
+
+if ! command -v "$PYTHON" >/dev/null; then
+  echo "setup.sh: installing python3" >&2
+  apt_install python3 python3-venv
+fi
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "setup.sh: Python >= 3.11 is required, $PYTHON is $("$PYTHON" --version)" >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  # Debian splits venv/ensurepip into python3-venv.
+  if ! "$PYTHON" -m venv .venv >/dev/null 2>&1; then
+    rm -rf .venv
+    echo "setup.sh: installing python3-venv" >&2
+    apt_install python3-venv
+    "$PYTHON" -m venv .venv
+  fi
+fi
+
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup.sh: installing requirements into .venv" >&2
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+if [ ! -d "$FASHION_MNIST_DIR" ]; then
+  echo "setup.sh: installing the Debian package dataset-fashion-mnist" >&2
+  apt_install dataset-fashion-mnist
+fi
