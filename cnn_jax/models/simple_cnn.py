@@ -1,0 +1,106 @@
+"""The simple CNN: conv -> pool -> dropout blocks, then a dense head.
+
+The model most ablations run on, so every per-block setting is a field: a scalar
+applies to every block, a sequence gives one value per block.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from cnn_jax import layers
+
+_ACTIVATIONS = {'relu': nn.relu, 'tanh': jnp.tanh, 'gelu': nn.gelu, 'elu': nn.elu}
+
+
+def per_block(value, n: int, name: str) -> tuple:
+  """Broadcasts a scalar setting to ``n`` blocks, or checks a per-block sequence."""
+  if isinstance(value, (list, tuple)):
+    if len(value) != n:
+      raise ValueError(f'{name}={value!r} has {len(value)} entries but the model has {n} '
+                       f'conv blocks (len(features)); give one value or {n} values')
+    return tuple(value)
+  return (value,) * n
+
+
+def activation(name: str):
+  """Looks up an activation function by name."""
+  if name not in _ACTIVATIONS:
+    raise ValueError(f'unknown activation={name!r}; choose one of {sorted(_ACTIVATIONS)}')
+  return _ACTIVATIONS[name]
+
+
+class SimpleCNN(nn.Module):
+  """Conv blocks (conv -> activation -> pool -> dropout) then dense layers.
+
+  Works on 2-D ``(N, H, W, C)`` and 1-D ``(N, W, C)`` inputs; the kernel and pooling
+  windows get the input's spatial rank.
+
+  Attributes:
+    num_classes: size of the output layer.
+    features: output channels of each conv block (its length is the number of blocks).
+    kernel_size: conv kernel size, per block or one for all.
+    strides: conv stride, per block or one for all.
+    padding: conv padding, per block or one for all.
+    pool: ``'max'``, ``'avg'`` or ``'none'``, per block or one for all.
+    pool_window: pooling window (and stride), per block or one for all.
+    dropout_rate: dropout after each conv block, per block or one for all.
+    hidden: widths of the dense layers between the flattened features and the output.
+    dense_dropout_rate: dropout after each hidden dense layer.
+    activation: ``'relu'``, ``'tanh'``, ``'gelu'`` or ``'elu'``.
+    dtype: computation dtype (None: float32 from the parameters).
+  """
+  num_classes: int = 10
+  features: Sequence[int] = (32, 64)
+  kernel_size: Any = 3
+  strides: Any = 1
+  padding: Any = 'SAME'
+  pool: Any = 'max'
+  pool_window: Any = 2
+  dropout_rate: Any = 0.0
+  hidden: Sequence[int] = (128,)
+  dense_dropout_rate: float = 0.0
+  activation: str = 'relu'
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    """Runs the network.
+
+    Args:
+      x: ``(N, H, W, C)`` or ``(N, W, C)`` batch.
+      train: enables dropout (needs a ``'dropout'`` rng).
+
+    Returns:
+      Logits ``(N, num_classes)``.
+    """
+    if x.ndim not in (3, 4):
+      raise ValueError(f'SimpleCNN expects a batch (N, H, W, C) or (N, W, C), got shape '
+                       f'{x.shape}')
+    nsp = x.ndim - 2
+    n = len(self.features)
+    act = activation(self.activation)
+    blocks = zip(self.features, per_block(self.kernel_size, n, 'kernel_size'),
+                 per_block(self.strides, n, 'strides'), per_block(self.padding, n, 'padding'),
+                 per_block(self.pool, n, 'pool'), per_block(self.pool_window, n, 'pool_window'),
+                 per_block(self.dropout_rate, n, 'dropout_rate'))
+    for i, (feat, k, s, pad, pool, window, rate) in enumerate(blocks):
+      x = layers.Conv(feat, (k,) * nsp, strides=s, padding=pad, dtype=self.dtype,
+                      name=f'conv{i}')(x)
+      x = act(x)
+      if pool == 'max':
+        x = layers.MaxPool((window,) * nsp)(x)
+      elif pool == 'avg':
+        x = layers.AvgPool((window,) * nsp)(x)
+      elif pool != 'none':
+        raise ValueError(f"block {i}: pool must be 'max', 'avg' or 'none', got {pool!r}")
+      x = layers.Dropout(rate)(x, deterministic=not train)
+    x = x.reshape(x.shape[0], -1)
+    for i, width in enumerate(self.hidden):
+      x = act(layers.Dense(width, dtype=self.dtype, name=f'dense{i}')(x))
+      x = layers.Dropout(self.dense_dropout_rate)(x, deterministic=not train)
+    x = layers.Dense(self.num_classes, dtype=self.dtype, name='head')(x)
+    return x.astype(jnp.float32)
