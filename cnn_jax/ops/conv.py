@@ -31,25 +31,26 @@ def _conv_nd(op: str, x, kernel, stride, padding, dilation, groups, precision,
     raise ValueError(f'{op}: kernel must have shape (*kernel_size, C_in // groups, C_out) '
                      f'with 1 to 3 spatial dimensions, got kernel.shape={tuple(kernel.shape)}')
   x, unbatched = _validate.add_batch_axis(op, x, nsp)
+  given_shape = x.shape[1:] if unbatched else x.shape  # quote the caller's shape in errors
   in_sizes, c_in = x.shape[1:-1], x.shape[-1]
   ksize, k_in, c_out = kernel.shape[:nsp], kernel.shape[-2], kernel.shape[-1]
   if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
     raise ValueError(f'{op}: groups must be an int >= 1, got groups={groups!r}')
   if c_in % groups or c_out % groups:
     raise ValueError(f'{op}: groups={groups} must divide both the input channels '
-                     f'(x.shape={tuple(x.shape)}, C_in={c_in}) and the output channels '
+                     f'(x.shape={given_shape}, C_in={c_in}) and the output channels '
                      f'(kernel.shape={tuple(kernel.shape)}, C_out={c_out})')
   if k_in * groups != c_in:
     raise ValueError(
         f'{op}: channel mismatch: x has C_in={c_in} channels (x.shape='
-        f'{tuple(x.shape)}) but kernel.shape={tuple(kernel.shape)} expects '
+        f'{given_shape}) but kernel.shape={tuple(kernel.shape)} expects '
         f'C_in // groups = {k_in} with groups={groups}, i.e. C_in={k_in * groups}')
   if 0 in ksize or c_out == 0:
     raise ValueError(f'{op}: kernel.shape={tuple(kernel.shape)} has a zero-sized axis')
   strides = normalize_tuple(stride, nsp, 'stride')
   dilations = normalize_tuple(dilation, nsp, 'dilation')
   pads = resolve_padding(padding, in_sizes, ksize, strides, dilations)
-  check_fits(op, x.shape, in_sizes, ksize, pads, dilations)
+  check_fits(op, given_shape, in_sizes, ksize, pads, dilations)
 
   dtype = jnp.result_type(x, kernel)
   letters = _SPATIAL_LETTERS[-nsp:]

@@ -23,6 +23,7 @@ def _pool_geometry(op: str, x, window, stride, padding, spatial_dims=None):
   x = jnp.asarray(x)
   nsp = _validate.spatial_dims_from(op, x.ndim, window, spatial_dims)
   x, unbatched = _validate.add_batch_axis(op, x, nsp)
+  given_shape = x.shape[1:] if unbatched else x.shape  # quote the caller's shape in errors
   window = normalize_tuple(window, nsp, 'window')
   strides = window if stride is None else normalize_tuple(stride, nsp, 'stride')
   sizes = x.shape[1:-1]
@@ -32,8 +33,8 @@ def _pool_geometry(op: str, x, window, stride, padding, spatial_dims=None):
       raise ValueError(
           f'{op}: padding {(lo, hi)} is not smaller than the window {k}, so some windows '
           f'would hold only padding (padding={padding!r}, window={window}, input shape '
-          f'{tuple(x.shape)}); use padding < window')
-  check_fits(op, x.shape, sizes, window, pads, what='window')
+          f'{given_shape}); use padding < window')
+  check_fits(op, given_shape, sizes, window, pads, what='window')
   return x, unbatched, window, strides, pads
 
 
@@ -78,7 +79,9 @@ def max_pool(x, window, *, stride=None, padding: Padding = 'VALID'):
   if strides == window and jnp.issubdtype(x.dtype, jnp.floating):
     y = _max_pool_blocks(x, window, pads)
   else:
-    y = lax.reduce_window(x, jnp.array(_lowest(x.dtype), x.dtype), lax.max,
+    # A numpy (not traced) init value lets lax pick reduce_window_max, which has a
+    # derivative rule; a traced one falls back to the generic, non-differentiable form.
+    y = lax.reduce_window(x, np.array(_lowest(x.dtype), x.dtype), lax.max,
                           (1,) + window + (1,), (1,) + strides + (1,), _full(x, pads))
   return y[0] if unbatched else y
 
@@ -165,15 +168,16 @@ def avg_pool(x, window, *, stride=None, padding: Padding = 'VALID',
   if not jnp.issubdtype(x.dtype, jnp.inexact):
     x = x.astype(jnp.float32)
   dims, strides_full = (1,) + window + (1,), (1,) + strides + (1,)
-  total = lax.reduce_window(x, jnp.array(0, x.dtype), lax.add, dims, strides_full,
+  total = lax.reduce_window(x, np.array(0, x.dtype), lax.add, dims, strides_full,
                             _full(x, pads))
   if count_include_pad:
     y = total / np.prod(window)
   else:
-    # Counts depend only on static shapes; computed in numpy they become a constant.
+    # Counts depend only on static shapes: computed at trace time they become a constant.
     ones = np.ones((1,) + x.shape[1:-1] + (1,), np.float32)
-    counts = np.asarray(lax.reduce_window(ones, np.float32(0), lax.add, dims,
-                                          strides_full, _full(ones, pads)))
+    with jax.ensure_compile_time_eval():
+      counts = np.asarray(lax.reduce_window(ones, np.float32(0), lax.add, dims,
+                                            strides_full, _full(ones, pads)))
     y = total / counts.astype(x.dtype)
   return y[0] if unbatched else y
 

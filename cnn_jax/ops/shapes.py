@@ -155,7 +155,15 @@ def output_size(size: int, kernel: int, stride: int = 1, padding: Padding = 'VAL
   Returns:
     The output length; it may be < 1 when the kernel does not fit, which callers
     that build arrays must reject (see :func:`check_fits`).
+
+  Raises:
+    ValueError: if kernel, stride or dilation is not an int >= 1, or size < 0.
   """
+  normalize_tuple(kernel, 1, 'kernel')
+  normalize_tuple(stride, 1, 'stride')
+  normalize_tuple(dilation, 1, 'dilation')
+  if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+    raise ValueError(f'size must be an int >= 0, got size={size!r}')
   (lo, hi), = resolve_padding(padding, (size,), (kernel,), (stride,), (dilation,))
   k_eff = (kernel - 1) * dilation + 1
   return (size + lo + hi - k_eff) // stride + 1
