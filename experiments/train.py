@@ -1,26 +1,44 @@
-"""Trains a model from a config file and prints its test accuracy.
+"""Trains a model from a config file into a workdir (resuming it if it holds a run).
 
   python -m experiments.train --config experiments/configs/fashion_mnist_cnn.py \
-      --config.num_epochs=5 --config.model.dropout_rate=0.3
+      --workdir runs/fashion_mnist_cnn --config.num_epochs=5 --config.model.dropout_rate=0.3
+
+Multi-host: pass --coordinator_address/--num_processes/--process_id on every process
+(or nothing on clusters where jax.distributed.initialize() detects them itself).
 """
 
-from absl import app
+import sys
+
+from absl import app, flags
 from ml_collections import config_flags
 
-from cnn_jax.train.loop import train_and_evaluate
+from cnn_jax import config_utils
+from cnn_jax.train import sharding
+from cnn_jax.train.loop import format_summary, train_and_evaluate
+
+_DEFAULT_CONFIG = 'experiments/configs/fashion_mnist_cnn.py'
+if __name__ == '__main__':
+  # DEFINE_config_file applies --config.* overrides as soon as it runs; check them
+  # first so a typo gets one clear line instead of a traceback.
+  config_utils.check_overrides(sys.argv, 'config', _DEFAULT_CONFIG)
 
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', 'experiments/configs/fashion_mnist_cnn.py', 'Experiment config file.')
+    'config', _DEFAULT_CONFIG, 'Experiment config file.')
+_WORKDIR = flags.DEFINE_string('workdir', 'runs/fashion_mnist_cnn',
+                               'Run directory (config.json, metrics, checkpoints).')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None,
+                                   'host:port of process 0, for multi-host runs.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in a multi-host run.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process in a multi-host run.')
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  summary = train_and_evaluate(_CONFIG.value)
-  print(f"test accuracy {summary['test_accuracy']:.4f}  (loss {summary['test_loss']:.4f}, "
-        f"{summary['num_params']:,} parameters, {summary['wall_s']:.0f} s total, "
-        f"compile {summary['compile_s']:.1f} s, "
-        f"{summary['train_images_per_sec']:.0f} train img/s)")
+  sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
+                                  _PROCESS_ID.value)
+  summary = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  print(format_summary(summary))
 
 
 if __name__ == '__main__':

@@ -1,54 +1,167 @@
-"""The training loop and steps on a tiny learnable toy dataset."""
+"""The training engine in-process: steps, optimizers, the loop, the workdir contract."""
+
+import hashlib
+import json
+import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
+from configs.tiny import get_config as tiny_config
 from idx_files import write_toy_dataset
 
-from cnn_jax import models
-from cnn_jax.train.loop import train_and_evaluate
-from cnn_jax.train.steps import create_train_state, train_step
-from experiments.configs import fashion_mnist_cnn
+from cnn_jax import config_utils, models
+from cnn_jax.train import checkpoint, optim
+from cnn_jax.train.loop import evaluate_checkpoint, train_and_evaluate
+from cnn_jax.train.steps import NO_BAD_STEP, create_train_state, cross_entropy, train_step
 
-
-def tiny_config(data_dir):
-  config = fashion_mnist_cnn.get_config()
-  config.dataset.data_dir = str(data_dir)
-  config.model.features = (8,)
-  config.model.hidden = (32,)
-  config.batch_size = 32
-  config.eval_batch_size = 50  # 128 test examples: the last batch is padded and masked
-  config.num_epochs = 3
-  return config
+QUIET = dict(log=lambda *_: None)
+TIMING = {'images_per_sec', 'elapsed_s', 'wall_s', 'compile_s', 'train_images_per_sec'}
 
 
 @pytest.fixture(scope='module')
 def toy_dir(tmp_path_factory):
   directory = tmp_path_factory.mktemp('toy')
   write_toy_dataset(directory)
-  return directory
+  return str(directory)
 
 
-def test_train_and_evaluate_learns_the_toy(toy_dir):
-  lines = []
-  summary = train_and_evaluate(tiny_config(toy_dir), log=lines.append)
-  assert len(lines) == 3 and 'test loss' in lines[0]
-  history = summary['history']
-  assert history[-1]['train_loss'] < history[0]['train_loss']
+@pytest.fixture(scope='module')
+def finished_run(toy_dir, tmp_path_factory):
+  """One complete tiny run, shared by the tests that only read its workdir."""
+  workdir = str(tmp_path_factory.mktemp('run'))
+  summary = train_and_evaluate(tiny_config(toy_dir), workdir, **QUIET)
+  return workdir, summary
+
+
+def _records(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def _tree_digest(directory):
+  """sha256 of every file under a directory, to prove nothing was changed or deleted."""
+  digest = {}
+  for root, _, files in os.walk(directory):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, 'rb') as f:
+        digest[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
+  return digest
+
+
+def test_run_learns_and_writes_the_documented_workdir(finished_run):
+  workdir, summary = finished_run
   assert summary['test_accuracy'] > 0.5  # chance is 0.1
   assert summary['num_params'] == (9 * 8 + 8) + (6 * 6 * 8 * 32 + 32) + (32 * 10 + 10)
+  assert {'test_accuracy', 'test_loss', 'best_eval_accuracy', 'best_eval_step', 'wall_s',
+          'compile_s', 'train_images_per_sec', 'num_params'} <= set(summary)
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    assert json.load(f) == json.loads(json.dumps(summary))
+  with open(os.path.join(workdir, 'config.json')) as f:
+    saved = json.load(f)
+  assert saved['config']['model']['features'] == [8]
+  assert {'jax', 'flax', 'optax', 'devices', 'git_commit'} <= set(saved['environment'])
+  records = _records(workdir)
+  train = [r for r in records if r['split'] == 'train']
+  # 512 examples / batch 32 = 16 steps per epoch, 3 epochs, logged every 4 steps.
+  assert [r['step'] for r in train] == list(range(4, 49, 4))
+  assert {'step', 'epoch', 'split', 'loss', 'accuracy', 'learning_rate', 'images_per_sec',
+          'elapsed_s'} <= set(train[0])
+  assert train[-1]['loss'] < train[0]['loss']
+  test = [r for r in records if r['split'] == 'test']
+  assert len(test) == 1 and test[0]['accuracy'] == summary['test_accuracy']
+  mngr = checkpoint.manager(os.path.join(workdir, 'checkpoints'), read_only=True)
+  assert mngr.latest_step() == 48 and len(mngr.all_steps()) == 2  # keep_checkpoints=2
 
 
-def test_same_seed_same_run(toy_dir):
+def test_same_seed_same_run(toy_dir, tmp_path, finished_run):
+  workdir, summary = finished_run
+  again = train_and_evaluate(tiny_config(toy_dir), str(tmp_path), **QUIET)
+  strip = lambda d: {k: v for k, v in d.items() if k not in TIMING}
+  assert strip(again) == strip(summary)
+  assert [strip(r) for r in _records(str(tmp_path))] == [strip(r) for r in _records(workdir)]
+
+
+def test_rerun_of_a_finished_workdir_resumes_without_training(toy_dir, finished_run):
+  workdir, summary = finished_run
+  lines = []
+  again = train_and_evaluate(tiny_config(toy_dir), workdir, log=lines.append)
+  assert lines == [f'resumed from step 48 in {workdir}']
+  assert again['test_accuracy'] == summary['test_accuracy']
+
+
+def test_evaluate_checkpoint_reads_the_workdir(finished_run):
+  workdir, summary = finished_run
+  result = evaluate_checkpoint(workdir)
+  assert result['step'] == 48 and result['accuracy'] == summary['test_accuracy']
+  with pytest.raises(FileNotFoundError, match='no checkpoint at step 3'):
+    evaluate_checkpoint(workdir, '3')
+
+
+def test_resume_refuses_a_different_config(toy_dir, finished_run):
+  workdir, _ = finished_run
+  config = tiny_config(toy_dir)
+  config.model.features = (16,)
+  before = _tree_digest(workdir)
+  with pytest.raises(ValueError, match=r'model.features: \[8\] -> \[16\].*new --workdir'):
+    train_and_evaluate(config, workdir, **QUIET)
+  assert _tree_digest(workdir) == before
+
+
+# Orbax's reader threads report the failed reads again when they are torn down.
+@pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
+def test_checkpoint_of_another_architecture_or_corrupt_gives_clear_error(toy_dir, tmp_path):
   config = tiny_config(toy_dir)
   config.num_epochs = 1
-  a = train_and_evaluate(config, log=lambda _: None)['history']
-  b = train_and_evaluate(config, log=lambda _: None)['history']
-  for ra, rb in zip(a, b):
-    assert {k: v for k, v in ra.items() if k != 'images_per_sec'} == \
-           {k: v for k, v in rb.items() if k != 'images_per_sec'}
+  workdir = str(tmp_path)
+  train_and_evaluate(config, workdir, **QUIET)
+  os.remove(os.path.join(workdir, 'config.json'))  # bypass the config check on purpose
+  config.model.features = (16,)
+  before = _tree_digest(os.path.join(workdir, 'checkpoints'))
+  with pytest.raises(checkpoint.CheckpointError, match='(?s)step 16.*Nothing was deleted'):
+    train_and_evaluate(config, workdir, **QUIET)
+  assert _tree_digest(os.path.join(workdir, 'checkpoints')) == before
+
+  # Corrupt every array file of the newest step: same error, files untouched.
+  config.model.features = (8,)
+  step_dir = os.path.join(workdir, 'checkpoints', '16')
+  for root, _, files in os.walk(step_dir):
+    for name in files:
+      if name not in ('_CHECKPOINT_METADATA',):
+        with open(os.path.join(root, name), 'r+b') as f:
+          f.truncate(max(os.path.getsize(os.path.join(root, name)) // 3, 1))
+  before = _tree_digest(os.path.join(workdir, 'checkpoints'))
+  with pytest.raises(checkpoint.CheckpointError, match='cannot restore the checkpoint at step 16'):
+    train_and_evaluate(config, workdir, **QUIET)
+  assert _tree_digest(os.path.join(workdir, 'checkpoints')) == before
+
+
+def test_nan_stops_with_the_step_and_keeps_checkpoints_finite(toy_dir, tmp_path):
+  config = tiny_config(toy_dir)
+  config.optimizer.schedule = 'constant'
+  config.optimizer.learning_rate = 1e30
+  with pytest.raises(FloatingPointError, match=r'non-finite loss or gradients at step (\d+)') as e:
+    train_and_evaluate(config, str(tmp_path), **QUIET)
+  bad_step = int(str(e.value).split('at step ')[1].split()[0])
+  mngr = checkpoint.manager(os.path.join(str(tmp_path), 'checkpoints'), read_only=True)
+  assert all(step <= bad_step for step in mngr.all_steps())
+
+
+def test_nonfinite_batch_leaves_the_state_unchanged():
+  model = models.create('simple_cnn', features=(4,), hidden=(8,))
+  image = jnp.ones((4, 8, 8, 1)).at[0, 0, 0, 0].set(jnp.nan)
+  state = create_train_state(model, optax.sgd(0.1), jax.random.key(1), image)
+  new, metrics = jax.jit(train_step)(state, {'image': image, 'label': jnp.arange(4)},
+                                     jax.random.key(2))
+  jax.tree.map(np.testing.assert_array_equal, new.params, state.params)
+  assert int(metrics['bad_step']) == 0 and int(new.step) == 1
+  _, ok = jax.jit(train_step)(new, {'image': jnp.ones((4, 8, 8, 1)), 'label': jnp.arange(4)},
+                              jax.random.key(2))
+  assert int(ok['bad_step']) == NO_BAD_STEP
 
 
 def test_train_step_uses_step_dependent_dropout_keys():
@@ -58,23 +171,73 @@ def test_train_step_uses_step_dependent_dropout_keys():
   state = create_train_state(model, optax.sgd(0.1), jax.random.key(1), batch['image'])
   key = jax.random.key(2)
   step = jax.jit(train_step)
-  s1, m1 = step(state, batch, key)
-  s1b, m1b = step(state, batch, key)
+  _, m1 = step(state, batch, key)
+  _, m1b = step(state, batch, key)
   assert float(m1['loss']) == float(m1b['loss'])  # same (key, step): same masks
-  later = state.replace(step=state.step + 1)
-  _, m2 = step(later, batch, key)
+  _, m2 = step(state.replace(step=state.step + 1), batch, key)
   assert float(m1['loss']) != float(m2['loss'])  # next step: new masks, same params
 
 
-def test_train_step_reduces_loss_on_a_fixed_batch():
-  model = models.create('simple_cnn', features=(4,), hidden=(16,))
-  rng = np.random.default_rng(0)
-  batch = {'image': jnp.asarray(rng.normal(size=(16, 8, 8, 1)), jnp.float32),
-           'label': jnp.asarray(rng.integers(0, 10, 16))}
-  state = create_train_state(model, optax.adam(1e-2), jax.random.key(0), batch['image'])
-  step = jax.jit(train_step)
-  first = None
-  for _ in range(30):
-    state, metrics = step(state, batch, jax.random.key(0))
-    first = float(metrics['loss']) if first is None else first
-  assert float(metrics['loss']) < 0.5 * first
+def test_label_smoothing_matches_the_formula():
+  logits = jnp.array([[2.0, 0.5, -1.0]])
+  eps, k = 0.1, 3
+  logp = jax.nn.log_softmax(logits)[0]
+  expected = -((1 - eps) * logp[1] + eps / k * logp.sum())
+  np.testing.assert_allclose(cross_entropy(logits, jnp.array([1]), eps)[0], expected,
+                             rtol=1e-6)
+
+
+def test_ema_follows_the_incremental_formula():
+  model = models.create('simple_cnn', features=(2,), hidden=())
+  batch = {'image': jnp.ones((2, 4, 4, 1)), 'label': jnp.array([0, 1])}
+  state = create_train_state(model, optax.sgd(0.5), jax.random.key(0), batch['image'],
+                             use_ema=True)
+  new, _ = train_step(state, batch, jax.random.key(1), ema_decay=0.9)
+  jax.tree.map(lambda e, old, p: np.testing.assert_allclose(e, 0.9 * old + 0.1 * p, rtol=1e-6),
+               new.ema_params, state.params, new.params)
+
+
+def _opt_config(**fields):
+  base = dict(name='sgd', learning_rate=1.0, schedule='constant', momentum=0.0)
+  return ml_collections.ConfigDict({**base, **fields})
+
+
+def test_schedules_against_hand_values():
+  warm = optim.make_schedule(_opt_config(warmup_steps=10), 100)
+  assert float(warm(0)) == 0.0 and abs(float(warm(5)) - 0.5) < 1e-6 and float(warm(50)) == 1.0
+  piece = optim.make_schedule(_opt_config(schedule='piecewise', boundaries=(0.5, 0.75),
+                                          decay_factor=0.1), 100)
+  np.testing.assert_allclose([float(piece(s)) for s in (0, 49, 51, 74, 76, 99)],
+                             [1, 1, 0.1, 0.1, 0.01, 0.01], rtol=1e-6)
+  cosine = optim.make_schedule(_opt_config(schedule='cosine'), 100)
+  np.testing.assert_allclose([float(cosine(s)) for s in (0, 50, 100)], [1, 0.5, 0], atol=1e-6)
+  with pytest.raises(ValueError, match="schedule='linear' is unknown"):
+    optim.make_schedule(_opt_config(schedule='linear'), 10)
+  with pytest.raises(ValueError, match="name='rmsprop' is unknown"):
+    optim.make_optimizer(_opt_config(name='rmsprop'), 10)
+
+
+@pytest.mark.parametrize('name', ['sgd', 'adamw'])
+def test_weight_decay_skips_biases(name):
+  params = {'kernel': jnp.ones((2, 2)), 'bias': jnp.ones((2,))}
+  tx = optim.make_optimizer(_opt_config(name=name, learning_rate=0.1, weight_decay=0.5), 10)
+  zero = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = tx.update(zero, tx.init(params), params)
+  assert float(jnp.abs(updates['bias']).max()) == 0.0
+  assert float(updates['kernel'][0, 0]) == pytest.approx(-0.05)  # -lr * wd * w
+
+
+def test_grad_clipping_bounds_the_update():
+  tx = optim.make_optimizer(_opt_config(grad_clip_norm=1.0), 10)
+  params = {'w': jnp.zeros(4)}
+  updates, _ = tx.update({'w': jnp.full(4, 10.0)}, tx.init(params), params)
+  assert float(jnp.linalg.norm(updates['w'])) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_unknown_override_names_the_closest_fields():
+  argv = ['train', '--config', 'experiments/configs/fashion_mnist_cnn.py',
+          '--config.model.dropout_rat=0.3']
+  with pytest.raises(SystemExit, match=r"'model.dropout_rat'.*model.dropout_rate"):
+    config_utils.check_overrides(argv, 'config', 'unused.py')
+  config_utils.check_overrides(argv[:3] + ['--config.model.dropout_rate=0.3'], 'config',
+                               'unused.py')

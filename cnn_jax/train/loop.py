@@ -1,135 +1,453 @@
-"""The training loop: config -> data -> model -> jitted steps -> metrics.
+"""The training loop: config -> data -> model -> jitted steps -> workdir.
 
-Small datasets live on the device for the whole run; each step gathers its batch there
-from a per-epoch permutation that depends only on (seed, epoch), so there are no
-per-step host-to-device copies and the batch order is reproducible.
+Small datasets live on the devices for the whole run (replicated); each step gathers
+its batch there from a per-epoch permutation that depends only on (seed, epoch), and
+the dropout key of step ``s`` is ``fold_in(key, s)``. A run restored from the
+checkpoint at step ``S`` therefore continues exactly as an uninterrupted run would.
+
+The workdir holds ``config.json``, ``metrics.jsonl``, ``summary.json`` and
+``checkpoints/`` (see the README for the fields).
 """
 
 from __future__ import annotations
 
 import functools
-import math
+import json
+import os
+import subprocess
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from cnn_jax import data as data_lib
 from cnn_jax import models
-from cnn_jax.train import optim
-from cnn_jax.train.steps import create_train_state, eval_step, train_step
+from cnn_jax.train import checkpoint, optim, sharding
+from cnn_jax.train.metrics import MetricsWriter
+from cnn_jax.train.steps import (NO_BAD_STEP, TrainState, accumulate, create_train_state,
+                                 eval_step, train_step)
+
+CONFIG_FILE = 'config.json'
+SUMMARY_FILE = 'summary.json'
 
 
 def _to_float(images):
   # uint8 on the device (4x less memory), scaled to [0, 1] inside the step.
-  return images.astype(jnp.float32) / 255.0
+  if images.dtype == jnp.uint8:
+    return images.astype(jnp.float32) / 255.0
+  return images.astype(jnp.float32)
 
 
-@functools.partial(jax.jit, static_argnames='batch_size', donate_argnums=0)
-def _train_on_slice(state, images, labels, perm, index, key, *, batch_size):
-  """Gathers batch ``index`` of the epoch permutation on device and takes one step."""
-  idx = jax.lax.dynamic_slice(perm, (index * batch_size,), (batch_size,))
-  batch = {'image': _to_float(images[idx]), 'label': labels[idx]}
-  return train_step(state, batch, key)
+def _put_replicated(array: np.ndarray, mesh):
+  """Places a host array (identical on every process) as a replicated global array."""
+  return jax.make_array_from_callback(array.shape, sharding.replicated(mesh),
+                                      lambda index: array[index])
 
 
-@jax.jit
-def _eval_batch(state, images, labels, mask):
-  return eval_step(state, {'image': _to_float(images), 'label': labels, 'mask': mask})
+def _git_commit() -> str:
+  try:
+    return subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
+                          cwd=os.path.dirname(__file__), check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return 'unknown'
 
 
-def evaluate(state, images: np.ndarray, labels: np.ndarray, batch_size: int) -> dict:
-  """Loss and accuracy over a whole split; the last batch is padded and masked.
+def _environment() -> dict:
+  import flax
+  import optax
+  return {'jax': jax.__version__, 'flax': flax.__version__, 'optax': optax.__version__,
+          'python': sys.version.split()[0], 'git_commit': _git_commit(),
+          'devices': [str(d) for d in jax.devices()], 'process_count': jax.process_count()}
+
+
+def _flatten(d: dict, prefix: str = '') -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def _check_same_config(workdir: str, config_dict: dict) -> None:
+  """Refuses to resume a workdir written by a different config (names the fields)."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)['config']
+  # Round-trip through JSON so tuples and lists compare equal.
+  old, new = _flatten(saved), _flatten(json.loads(json.dumps(config_dict)))
+  diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+  if diff:
+    details = ', '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in diff[:8])
+    raise ValueError(f'{workdir} holds a run with a different config ({details}). '
+                     f'Resuming it would mix two experiments; use a new --workdir. '
+                     f'Nothing was changed.')
+
+
+def build_model(config):
+  """The model named by ``config.model`` (``half_precision`` -> bfloat16 compute)."""
+  kwargs = dict(config.model)
+  name = kwargs.pop('name')
+  if config.get('half_precision', False):
+    kwargs['dtype'] = jnp.bfloat16
+  return models.create(name, **kwargs)
+
+
+def _eval_indices(n: int, batch_size: int):
+  """Index and mask arrays covering ``n`` examples in whole batches (padded, masked)."""
+  num_batches = -(-n // batch_size)
+  idx = np.arange(num_batches * batch_size)
+  mask = idx < n
+  return np.where(mask, idx, 0).reshape(num_batches, batch_size), mask.reshape(
+      num_batches, batch_size)
+
+
+class Trainer:
+  """Holds the compiled steps and device data of one run; see :func:`train_and_evaluate`.
 
   Args:
-    state: the TrainState to evaluate.
-    images: uint8 images.
-    labels: int labels.
-    batch_size: evaluation batch size (every batch has this shape: one compile).
-
-  Returns:
-    ``{'loss', 'accuracy'}`` as Python floats.
+    config: the experiment ConfigDict.
+    mesh: the device mesh (default: all devices).
   """
-  n = len(labels)
-  totals = None
-  for start in range(0, n, batch_size):
-    x, y = images[start:start + batch_size], labels[start:start + batch_size]
-    pad = batch_size - len(y)
-    mask = np.r_[np.ones(len(y), bool), np.zeros(pad, bool)]
-    if pad:
-      x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
-      y = np.concatenate([y, np.zeros(pad, y.dtype)])
-    out = _eval_batch(state, x, y, mask)
-    totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-  totals = jax.device_get(totals)
-  return {'loss': float(totals['loss_sum'] / totals['count']),
-          'accuracy': float(totals['correct'] / totals['count'])}
+
+  def __init__(self, config, mesh=None):
+    self.config = config
+    self.mesh = mesh or sharding.make_mesh()
+    sharding.check_batch_size(config.batch_size, self.mesh)
+    sharding.check_batch_size(config.eval_batch_size, self.mesh, 'eval_batch_size')
+    splits = data_lib.load(config.dataset)
+    self.train_x, self.train_y = splits['train']
+    self.eval_split = splits.get('eval')
+    self.test_split = splits['test']
+    self.steps_per_epoch = len(self.train_y) // config.batch_size
+    if self.steps_per_epoch == 0:
+      raise ValueError(f'batch_size={config.batch_size} is larger than the training set '
+                       f'({len(self.train_y)} examples)')
+    self.total_steps = self.steps_per_epoch * config.num_epochs
+    self.model = build_model(config)
+    self.tx = optim.make_optimizer(config.optimizer, self.total_steps)
+    self.schedule = optim.make_schedule(config.optimizer, self.total_steps)
+    root = jax.random.key(config.seed)
+    self.init_key, self.dropout_key, self.data_key = jax.random.split(root, 3)
+
+    replicated = sharding.replicated(self.mesh)
+    batched = sharding.batch_sharded(self.mesh)
+    sample = jax.ShapeDtypeStruct((config.batch_size,) + self.train_x.shape[1:], jnp.float32)
+    use_ema = bool(config.get('ema_decay', 0.0))
+    self._init = jax.jit(functools.partial(create_train_state, self.model, self.tx,
+                                           sample_input=sample, use_ema=use_ema),
+                         out_shardings=replicated)
+    step_fn = functools.partial(train_step, label_smoothing=config.get('label_smoothing', 0.0),
+                                ema_decay=config.get('ema_decay', 0.0))
+    batch_size = config.batch_size
+
+    def train_on_slice(state, images, labels, perm, index, key):
+      idx = jax.lax.dynamic_slice(perm, (index * batch_size,), (batch_size,))
+      batch = {'image': _to_float(images[idx]), 'label': labels[idx]}
+      batch = jax.lax.with_sharding_constraint(batch, batched)
+      return step_fn(state, batch, key)
+
+    def eval_on_slice(state, images, labels, idx, mask):
+      batch = {'image': _to_float(images[idx]), 'label': labels[idx], 'mask': mask}
+      batch = jax.lax.with_sharding_constraint(batch, batched)
+      return eval_step(state, batch, use_ema=use_ema)
+
+    self._train = jax.jit(train_on_slice, donate_argnums=0,
+                          out_shardings=(replicated, replicated))
+    self._eval = jax.jit(eval_on_slice, out_shardings=replicated)
+    self.images = _put_replicated(self.train_x, self.mesh)
+    self.labels = _put_replicated(self.train_y, self.mesh)
+    self._device_splits = {}
+
+  def init_state(self) -> TrainState:
+    """A fresh, replicated train state."""
+    return self._init(self.init_key)
+
+  def abstract_state(self):
+    """Shapes/dtypes/shardings of the train state, for restoring without initialising."""
+    return jax.eval_shape(self._init, self.init_key)
+
+  def permutation(self, epoch: int):
+    """The epoch's example order: a function of (seed, epoch) only."""
+    return jax.random.permutation(jax.random.fold_in(self.data_key, epoch),
+                                  len(self.train_y))
+
+  def compile_train_step(self, state):
+    """Compiles the train step ahead of time; returns the seconds it took."""
+    t0 = time.perf_counter()
+    self._train = self._train.lower(state, self.images, self.labels, self.permutation(0), 0,
+                                    self.dropout_key).compile()
+    return time.perf_counter() - t0
+
+  def train_step(self, state, perm, index):
+    """Runs step ``index`` of the epoch whose permutation is ``perm``."""
+    return self._train(state, self.images, self.labels, perm, index, self.dropout_key)
+
+  def evaluate(self, state, split: str) -> dict:
+    """Loss, accuracy (and top-5 with more than 10 classes) over ``'eval'`` or ``'test'``.
+
+    Args:
+      state: the state to evaluate.
+      split: which split.
+
+    Returns:
+      ``{'loss', 'accuracy'[, 'top5_accuracy']}`` as floats.
+    """
+    if split not in self._device_splits:
+      x, y = self.test_split if split == 'test' else self.eval_split
+      idx, mask = _eval_indices(len(y), self.config.eval_batch_size)
+      self._device_splits[split] = (_put_replicated(x, self.mesh),
+                                    _put_replicated(y, self.mesh), idx, mask)
+    images, labels, idx, mask = self._device_splits[split]
+    totals = None
+    for b in range(idx.shape[0]):
+      out = self._eval(state, images, labels, idx[b], mask[b])
+      totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
+    totals = jax.device_get(totals)
+    result = {'loss': float(totals['loss_sum'] / totals['count']),
+              'accuracy': float(totals['correct'] / totals['count'])}
+    if self.config.model.get('num_classes', 10) > 10:
+      result['top5_accuracy'] = float(totals['correct_top5'] / totals['count'])
+    return result
 
 
-def train_and_evaluate(config, log=print) -> dict:
-  """Trains ``config.model`` on ``config.dataset`` and reports test metrics.
+def _progress(total: int, initial: int):
+  """A tqdm bar on interactive terminals, None otherwise (logs stay line-based)."""
+  if not sys.stderr.isatty() or jax.process_index() != 0:
+    return None
+  try:
+    from tqdm import tqdm
+  except ImportError:
+    return None
+  return tqdm(total=total, initial=initial, unit='step', dynamic_ncols=True)
+
+
+def _meta(best_eval_accuracy: float = -1.0, best_eval_step: int = -1,
+          elapsed_s: float = 0.0) -> dict:
+  """Run bookkeeping saved beside the state, so a resumed run reports like an unbroken one."""
+  return {'best_eval_accuracy': np.array(best_eval_accuracy, np.float32),
+          'best_eval_step': np.array(best_eval_step, np.int32),
+          'elapsed_s': np.array(elapsed_s, np.float32)}
+
+
+def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a workdir was trained with (JSON lists turned back into tuples).
 
   Args:
-    config: ConfigDict with ``seed``, ``dataset``, ``model`` (``name`` plus the model's
-      fields), ``optimizer``, ``batch_size``, ``eval_batch_size``, ``num_epochs``.
-    log: called with one formatted line per epoch.
+    workdir: a run directory written by :func:`train_and_evaluate`.
 
   Returns:
-    A summary dict: final test loss/accuracy, per-epoch history, parameter count,
-    wall and compile time, mean train images/s.
+    The ConfigDict.
+
+  Raises:
+    FileNotFoundError: if the workdir has no ``config.json``.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path} not found: {workdir} is not a training workdir')
+  with open(path) as f:
+    saved = json.load(f)['config']
+
+  def tuples(value):
+    if isinstance(value, dict):
+      return {k: tuples(v) for k, v in value.items()}
+    return tuple(tuples(v) for v in value) if isinstance(value, list) else value
+
+  return ml_collections.ConfigDict(tuples(saved))
+
+
+def evaluate_checkpoint(workdir: str, which: str = 'latest', split: str = 'test') -> dict:
+  """Evaluates a saved checkpoint of a workdir (read-only: nothing is written).
+
+  Args:
+    workdir: a run directory.
+    which: ``'latest'``, ``'best'`` (by eval accuracy) or a step number.
+    split: ``'test'`` or ``'eval'``.
+
+  Returns:
+    ``{'step', 'split', 'loss', 'accuracy'[, 'top5_accuracy']}``.
+
+  Raises:
+    FileNotFoundError: if there is no such checkpoint.
+    checkpoint.CheckpointError: if it cannot be restored.
+  """
+  config = load_workdir_config(workdir)
+  trainer = Trainer(config)
+  mngr = checkpoint.manager(os.path.join(workdir, 'checkpoints'), read_only=True)
+  meta = _meta()
+  target = {'state': trainer.abstract_state(), 'meta': meta}
+  step = None if which in ('latest', 'best') else int(which)
+  if step is not None and step not in mngr.all_steps():
+    raise FileNotFoundError(f'no checkpoint at step {step} in {workdir}; saved steps: '
+                            f'{sorted(mngr.all_steps())}')
+  step, items = checkpoint.restore(mngr, target, step)
+  if step is None:
+    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints')
+  if which == 'best':
+    best_step = int(items['meta']['best_eval_step'])
+    if best_step < 0:
+      raise FileNotFoundError(f'{workdir} has no evaluated checkpoint (no eval split)')
+    step, items = checkpoint.restore(mngr, target, best_step)
+  if split == 'eval' and trainer.eval_split is None:
+    raise ValueError(f'the run in {workdir} has no eval split')
+  return {'step': step, 'split': split, **trainer.evaluate(items['state'], split)}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log=print,
+                       mesh=None) -> dict:
+  """Trains ``config.model`` on ``config.dataset``, resuming from ``workdir`` if possible.
+
+  Args:
+    config: the experiment config (see ``experiments/configs/fashion_mnist_cnn.py``).
+    workdir: run directory; created if missing, resumed if it holds checkpoints.
+    log: called with human-readable progress lines.
+    mesh: device mesh (default: every device, data parallel).
+
+  Returns:
+    The summary dict also written to ``workdir/summary.json``.
+
+  Raises:
+    ValueError: for a bad config or a workdir holding a different experiment.
+    FloatingPointError: when the loss or gradients become non-finite (the step is
+      named; the last checkpoint is left intact).
+    checkpoint.CheckpointError: when the workdir's checkpoint cannot be restored.
   """
   t_start = time.perf_counter()
-  splits = data_lib.load(config.dataset)
-  train_x, train_y = splits['train']
-  test_x, test_y = splits['test']
-  batch_size = config.batch_size
-  steps_per_epoch = len(train_y) // batch_size
-  if steps_per_epoch == 0:
-    raise ValueError(f'batch_size={batch_size} is larger than the training set '
-                     f'({len(train_y)} examples)')
-  total_steps = steps_per_epoch * config.num_epochs
+  os.makedirs(workdir, exist_ok=True)
+  _check_same_config(workdir, config.to_dict())
+  trainer = Trainer(config, mesh)
 
-  model_kwargs = dict(config.model)
-  model = models.create(model_kwargs.pop('name'), **model_kwargs)
-  tx = optim.make_optimizer(config.optimizer, total_steps)
-  init_key, dropout_key, data_key = jax.random.split(jax.random.key(config.seed), 3)
-  sample = jax.ShapeDtypeStruct((batch_size,) + train_x.shape[1:], jnp.float32)
-  state = create_train_state(model, tx, init_key, sample)
+  mngr = checkpoint.manager(os.path.join(workdir, 'checkpoints'),
+                            keep=config.get('keep_checkpoints', 2))
+  try:
+    return _train(config, workdir, trainer, mngr, log, t_start)
+  finally:
+    mngr.close()
+
+
+def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float) -> dict:
+  """The body of :func:`train_and_evaluate` once the workdir and trainer are set up."""
+  meta = _meta()
+  restored_step, items = checkpoint.restore(
+      mngr, {'state': trainer.abstract_state(), 'meta': meta})
+  if restored_step is None:
+    state, start_step = trainer.init_state(), 0
+  else:
+    state, meta, start_step = items['state'], items['meta'], int(restored_step)
+    log(f'resumed from step {start_step} in {workdir}')
+  config_path = os.path.join(workdir, CONFIG_FILE)
+  if jax.process_index() == 0 and not os.path.exists(config_path):
+    # Written only once the workdir is known to be usable, and never rewritten: a
+    # failed resume must not change what the workdir says about its run.
+    with open(config_path, 'w') as f:
+      json.dump({'config': config.to_dict(), 'environment': _environment()}, f, indent=2,
+                default=str)
+  prior_elapsed = float(meta['elapsed_s'])
+  best = {'accuracy': float(meta['best_eval_accuracy']), 'step': int(meta['best_eval_step'])}
   num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
+  writer = MetricsWriter(workdir, start_step, tensorboard=config.get('tensorboard', True))
+  compile_s = trainer.compile_train_step(state)
 
-  images, labels = jax.device_put(train_x), jax.device_put(train_y)
-  t_compile = time.perf_counter()
-  compiled = _train_on_slice.lower(state, images, labels, jnp.arange(len(train_y)), 0,
-                                   dropout_key, batch_size=batch_size).compile()
-  compile_s = time.perf_counter() - t_compile
+  spe, total = trainer.steps_per_epoch, trainer.total_steps
+  log_every = config.get('log_every_steps', 0) or spe
+  ckpt_every = config.get('checkpoint_every_steps', 0) or spe
+  elapsed = lambda: prior_elapsed + time.perf_counter() - t_start
 
-  history, train_time = [], 0.0
-  for epoch in range(config.num_epochs):
-    perm = jax.random.permutation(jax.random.fold_in(data_key, epoch), len(train_y))
-    t0 = time.perf_counter()
-    sums = None
-    for i in range(steps_per_epoch):
-      state, metrics = compiled(state, images, labels, perm, i, dropout_key)
-      sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
-    sums = jax.device_get(sums)  # one host sync per epoch
-    epoch_s = time.perf_counter() - t0
-    train_time += epoch_s
-    test = evaluate(state, test_x, test_y, config.eval_batch_size)
-    record = {'epoch': epoch + 1, 'train_loss': float(sums['loss'] / steps_per_epoch),
-              'train_accuracy': float(sums['accuracy'] / steps_per_epoch),
-              'test_loss': test['loss'], 'test_accuracy': test['accuracy'],
-              'images_per_sec': steps_per_epoch * batch_size / epoch_s}
-    if not all(math.isfinite(v) for v in record.values()):
-      raise FloatingPointError(f'non-finite metrics in epoch {epoch + 1}: {record}; lower '
-                               f'optimizer.learning_rate or check the data')
-    history.append(record)
-    log(f"epoch {record['epoch']}/{config.num_epochs}  train loss {record['train_loss']:.4f} "
-        f"acc {record['train_accuracy']:.4f}  test loss {record['test_loss']:.4f} "
-        f"acc {record['test_accuracy']:.4f}  {record['images_per_sec']:.0f} img/s  "
-        f"{epoch_s:.1f}s")
-  return {'test_accuracy': history[-1]['test_accuracy'],
-          'test_loss': history[-1]['test_loss'], 'num_params': num_params,
-          'history': history, 'compile_s': compile_s,
-          'wall_s': time.perf_counter() - t_start,
-          'train_images_per_sec': steps_per_epoch * batch_size * config.num_epochs / train_time}
+  def save(step, eval_accuracy=None):
+    checkpoint.save(mngr, step, {'state': state, 'meta': _meta(best['accuracy'], best['step'],
+                                                               elapsed())}, eval_accuracy)
+
+  bar = _progress(total, start_step)
+  acc, t_interval, images_seen, train_time = None, time.perf_counter(), 0, 0.0
+  perm_epoch, perm = None, None
+  for step in range(start_step, total):
+    epoch, index = divmod(step, spe)
+    if epoch != perm_epoch:
+      perm_epoch, perm = epoch, trainer.permutation(epoch)
+    state, metrics = trainer.train_step(state, perm, index)
+    acc = accumulate(acc, metrics)
+    done = step + 1
+    end_of_epoch = done % spe == 0
+    if done % log_every and done % ckpt_every and not end_of_epoch and done != total:
+      if bar is not None:
+        bar.update(1)
+      continue
+    # A sync point: fetch the interval's metrics (one host transfer), check finiteness.
+    acc = jax.device_get(acc)
+    if int(acc['bad_step']) != NO_BAD_STEP:
+      raise FloatingPointError(
+          f'non-finite loss or gradients at step {int(acc["bad_step"])} (epoch '
+          f'{int(acc["bad_step"]) // spe + 1}); training stopped. The last checkpoint in '
+          f'{workdir}/checkpoints (step {mngr.latest_step()}) is intact. Lower '
+          f'optimizer.learning_rate, enable optimizer.grad_clip_norm, or check the data.')
+    seconds = time.perf_counter() - t_interval
+    n = int(acc['count'])
+    images_seen += n * config.batch_size
+    train_time += seconds
+    record = writer.write(done, 'train', epoch=done / spe, loss=acc['loss'] / n,
+                          accuracy=acc['accuracy'] / n,
+                          learning_rate=float(trainer.schedule(step)),
+                          images_per_sec=n * config.batch_size / seconds,
+                          elapsed_s=elapsed())
+    acc = None
+    eval_accuracy = None
+    if end_of_epoch and trainer.eval_split is not None:
+      result = trainer.evaluate(state, 'eval')
+      eval_accuracy = result['accuracy']
+      if eval_accuracy > best['accuracy']:
+        best = {'accuracy': eval_accuracy, 'step': done}
+      writer.write(done, 'eval', epoch=done / spe, elapsed_s=elapsed(), **result)
+      record.update({f'eval_{k}': v for k, v in result.items()})
+    if bar is not None:
+      bar.update(1)
+      bar.set_postfix(epoch=f'{done / spe:.2f}', loss=f'{record["loss"]:.4f}',
+                      acc=f'{record["accuracy"]:.4f}',
+                      img_s=f'{record["images_per_sec"]:.0f}')
+    elif end_of_epoch or done == total:
+      extra = (f'  eval loss {record["eval_loss"]:.4f} acc {record["eval_accuracy"]:.4f}'
+               if 'eval_accuracy' in record else '')
+      eta = (total - done) * seconds / max(n, 1)
+      log(f'epoch {done / spe:.2f}/{config.num_epochs}  step {done}/{total}  train loss '
+          f'{record["loss"]:.4f} acc {record["accuracy"]:.4f}{extra}  '
+          f'{record["images_per_sec"]:.0f} img/s  ETA {eta:.0f}s')
+    if done % ckpt_every == 0 or end_of_epoch or done == total:
+      save(done, eval_accuracy)
+    t_interval = time.perf_counter()
+  if bar is not None:
+    bar.close()
+  if mngr.latest_step() != total:
+    save(total)  # e.g. a run resumed after its last step: make the final state explicit
+
+  test = trainer.evaluate(state, 'test')
+  writer.write(total, 'test', epoch=total / spe, elapsed_s=elapsed(), **test)
+  writer.close()
+  summary = {
+      'test_accuracy': test['accuracy'], 'test_loss': test['loss'],
+      **({'test_top5_accuracy': test['top5_accuracy']} if 'top5_accuracy' in test else {}),
+      'best_eval_accuracy': best['accuracy'] if best['step'] >= 0 else None,
+      'best_eval_step': best['step'] if best['step'] >= 0 else None,
+      'steps': total, 'epochs': config.num_epochs, 'wall_s': elapsed(),
+      'compile_s': compile_s,
+      'train_images_per_sec': images_seen / train_time if train_time else None,
+      'num_params': num_params,
+  }
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, SUMMARY_FILE), 'w') as f:
+      json.dump(summary, f, indent=2)
+  return summary
+
+
+def format_summary(summary: dict) -> str:
+  """The final results as a small markdown table."""
+  def fmt(v):
+    if isinstance(v, float):
+      return f'{v:.4f}' if abs(v) < 10 else f'{v:,.1f}'
+    return f'{v:,}' if isinstance(v, int) else str(v)
+  rows = [f'| {k} | {fmt(v)} |' for k, v in summary.items()]
+  return '\n'.join(['| result | value |', '|---|---|'] + rows)

@@ -1,54 +1,98 @@
-"""Optimizers and learning-rate schedules from a config."""
+"""Optimizers and learning-rate schedules from a config.
+
+Every knob is a field of ``config.optimizer``:
+
+* ``name``: ``'sgd'`` (``momentum``, ``nesterov``), ``'adam'``, ``'adamw'``.
+* ``learning_rate`` and ``schedule``: ``'constant'``, ``'cosine'``, ``'one_cycle'``,
+  ``'piecewise'`` (``boundaries`` as fractions of the run, ``decay_factor`` at each);
+  ``warmup_steps`` prepends a linear warm-up to constant, cosine and piecewise.
+* ``weight_decay``: decoupled for AdamW, added to the gradient for SGD/Adam; only on
+  kernels (arrays with 2+ dims): biases and BatchNorm scales/offsets are not decayed.
+* ``grad_clip_norm``: clip the global gradient norm (0: off).
+"""
 
 from __future__ import annotations
 
+import jax
 import optax
+
+SCHEDULES = ('constant', 'cosine', 'one_cycle', 'piecewise')
+OPTIMIZERS = ('sgd', 'adam', 'adamw')
 
 
 def make_schedule(config, total_steps: int) -> optax.Schedule:
   """Learning-rate schedule from ``config.learning_rate`` and ``config.schedule``.
 
   Args:
-    config: optimizer ConfigDict with ``learning_rate``, ``schedule`` (``'constant'``,
-      ``'cosine'`` or ``'one_cycle'``) and ``warmup_steps``.
+    config: optimizer ConfigDict (see the module docstring).
     total_steps: length of the run in steps.
 
   Returns:
     An optax schedule.
+
+  Raises:
+    ValueError: for an unknown schedule or bad boundaries.
   """
-  lr, name = config.learning_rate, config.get('schedule', 'constant')
-  warmup = config.get('warmup_steps', 0)
-  if name == 'constant':
-    sched = optax.constant_schedule(lr)
-    if warmup:
-      sched = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), sched], [warmup])
-    return sched
-  if name == 'cosine':
-    return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total_steps, warmup + 1))
+  lr = config.learning_rate
+  name = config.get('schedule', 'constant')
+  warmup = int(config.get('warmup_steps', 0))
   if name == 'one_cycle':
-    return optax.cosine_onecycle_schedule(total_steps, lr)
-  raise ValueError(f"optimizer.schedule={name!r} is unknown; use 'constant', 'cosine' or "
-                   f"'one_cycle'")
+    # One-cycle has its own warm-up (the first 30% of the run).
+    return optax.cosine_onecycle_schedule(max(total_steps, 1), lr)
+  decay_steps = max(total_steps - warmup, 1)
+  if name == 'constant':
+    main = optax.constant_schedule(lr)
+  elif name == 'cosine':
+    main = optax.cosine_decay_schedule(lr, decay_steps)
+  elif name == 'piecewise':
+    boundaries = tuple(config.get('boundaries', (0.5, 0.75)))
+    if any(not 0 < b < 1 for b in boundaries) or list(boundaries) != sorted(boundaries):
+      raise ValueError(f'optimizer.boundaries={boundaries} must be increasing fractions '
+                       f'of the run in (0, 1)')
+    factor = config.get('decay_factor', 0.1)
+    main = optax.piecewise_constant_schedule(
+        lr, {int(b * decay_steps): factor for b in boundaries})
+  else:
+    raise ValueError(f'optimizer.schedule={name!r} is unknown; use one of {SCHEDULES}')
+  if not warmup:
+    return main
+  return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+
+
+def decay_mask(params):
+  """True for kernels (2+ dims); biases and normalisation parameters are not decayed."""
+  return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
 def make_optimizer(config, total_steps: int) -> optax.GradientTransformation:
-  """Builds the optimizer named by ``config.name`` (``'sgd'``, ``'adam'``, ``'adamw'``).
+  """Builds the optimizer described by ``config`` (see the module docstring).
 
   Args:
-    config: optimizer ConfigDict (``name``, ``learning_rate``, ``schedule``, and
-      ``momentum``/``nesterov`` for SGD, ``weight_decay`` for AdamW).
+    config: optimizer ConfigDict.
     total_steps: length of the run in steps, for decaying schedules.
 
   Returns:
     An optax gradient transformation.
+
+  Raises:
+    ValueError: for an unknown optimizer or schedule.
   """
   lr = make_schedule(config, total_steps)
-  if config.name == 'sgd':
-    return optax.sgd(lr, momentum=config.get('momentum', 0.9) or None,
+  name = config.name
+  wd = config.get('weight_decay', 0.0)
+  if name == 'sgd':
+    base = optax.sgd(lr, momentum=config.get('momentum', 0.9) or None,
                      nesterov=config.get('nesterov', False))
-  if config.name == 'adam':
-    return optax.adam(lr)
-  if config.name == 'adamw':
-    return optax.adamw(lr, weight_decay=config.get('weight_decay', 1e-4))
-  raise ValueError(f"optimizer.name={config.name!r} is unknown; use 'sgd', 'adam' or "
-                   f"'adamw'")
+  elif name == 'adam':
+    base = optax.adam(lr)
+  elif name == 'adamw':
+    base = optax.adamw(lr, weight_decay=wd, mask=decay_mask)
+  else:
+    raise ValueError(f'optimizer.name={name!r} is unknown; use one of {OPTIMIZERS}')
+  parts = []
+  if config.get('grad_clip_norm', 0.0):
+    parts.append(optax.clip_by_global_norm(config.grad_clip_norm))
+  if wd and name != 'adamw':
+    # L2 added to the gradient before the update rule (classic SGD weight decay).
+    parts.append(optax.add_decayed_weights(wd, mask=decay_mask))
+  return optax.chain(*parts, base) if parts else base

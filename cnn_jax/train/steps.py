@@ -14,27 +14,41 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+# Sentinel for "no non-finite step seen": larger than any real step.
+NO_BAD_STEP = jnp.iinfo(jnp.int32).max
+
 
 class TrainState(train_state.TrainState):
-  """Flax's TrainState (step, params, opt_state) plus BatchNorm statistics."""
+  """Flax's TrainState (step, params, opt_state) plus BatchNorm statistics and EMA.
+
+  Attributes:
+    batch_stats: BatchNorm running statistics, or None for models without BatchNorm.
+    ema_params: exponential moving average of ``params`` (used for evaluation), or
+      None when EMA is off.
+  """
   batch_stats: Any = None
+  ema_params: Any = None
 
 
-def create_train_state(model, tx: optax.GradientTransformation, key, sample_input):
+def create_train_state(model, tx: optax.GradientTransformation, key, sample_input,
+                       use_ema: bool = False) -> TrainState:
   """Initialises parameters (and batch statistics) from a sample batch.
 
   Args:
     model: a Flax module taking ``(x, train=...)``.
     tx: the optax optimizer.
     key: PRNG key for the initialisation.
-    sample_input: an array (or ``jax.ShapeDtypeStruct``) shaped like one batch.
+    sample_input: an array or ``jax.ShapeDtypeStruct`` shaped like one batch.
+    use_ema: keep an exponential moving average of the parameters.
 
   Returns:
     A :class:`TrainState` at step 0.
   """
   variables = model.init(key, jnp.zeros(sample_input.shape, sample_input.dtype), train=False)
-  return TrainState.create(apply_fn=model.apply, params=variables['params'], tx=tx,
-                           batch_stats=variables.get('batch_stats'))
+  params = variables['params']
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                           batch_stats=variables.get('batch_stats'),
+                           ema_params=params if use_ema else None)
 
 
 def _variables(state: TrainState, params) -> dict:
@@ -44,16 +58,36 @@ def _variables(state: TrainState, params) -> dict:
   return variables
 
 
-def train_step(state: TrainState, batch: dict, key):
-  """One optimisation step on a batch; pure, meant to be jitted with donated state.
+def cross_entropy(logits, labels, label_smoothing: float = 0.0):
+  """Per-example softmax cross-entropy with integer labels and optional smoothing."""
+  if not label_smoothing:
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+  return optax.softmax_cross_entropy(logits, targets)
+
+
+def _all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def train_step(state: TrainState, batch: dict, key, *, label_smoothing: float = 0.0,
+               ema_decay: float = 0.0):
+  """One optimisation step; pure, meant to be jitted with the state donated.
+
+  A step whose loss or gradients are not finite leaves the state unchanged (so the
+  last good parameters survive) and reports its number in ``bad_step``; the loop
+  stops at its next sync with an error naming that step.
 
   Args:
     state: current :class:`TrainState`.
     batch: ``{'image': (B, ...) float, 'label': (B,) int}``.
     key: the run's dropout key; the step's key is ``fold_in(key, state.step)``.
+    label_smoothing: mass moved uniformly to all classes in the targets.
+    ema_decay: decay of the parameter EMA (used only if ``state.ema_params`` is set).
 
   Returns:
-    ``(new_state, metrics)`` with the batch's mean ``loss`` and ``accuracy``.
+    ``(new_state, metrics)``: batch ``loss`` and ``accuracy`` (means), ``count`` (1) and
+    ``bad_step`` (the step number if non-finite, else :data:`NO_BAD_STEP`).
   """
   dropout_key = jax.random.fold_in(key, state.step)
   mutable = ['batch_stats'] if state.batch_stats is not None else []
@@ -62,31 +96,52 @@ def train_step(state: TrainState, batch: dict, key):
     # With a list for `mutable` (even an empty one) apply returns (out, updates).
     logits, updates = state.apply_fn(_variables(state, params), batch['image'], train=True,
                                      rngs={'dropout': dropout_key}, mutable=mutable)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
+    loss = cross_entropy(logits, batch['label'], label_smoothing).mean()
     return loss, (logits, updates)
 
   (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  state = state.apply_gradients(grads=grads)
+  new_state = state.apply_gradients(grads=grads)
   if mutable:
-    state = state.replace(batch_stats=updates['batch_stats'])
+    new_state = new_state.replace(batch_stats=updates['batch_stats'])
+  if state.ema_params is not None:
+    new_state = new_state.replace(ema_params=optax.incremental_update(
+        new_state.params, state.ema_params, 1.0 - ema_decay))
+  ok = jnp.isfinite(loss) & _all_finite(grads)
+  # Keep the old state (but still count the step) when this one went non-finite.
+  new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state,
+                           state.replace(step=state.step + 1))
   accuracy = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
-  return state, {'loss': loss, 'accuracy': accuracy}
+  return new_state, {'loss': jnp.where(ok, loss, 0.0), 'accuracy': accuracy,
+                     'count': jnp.ones((), jnp.int32),
+                     'bad_step': jnp.where(ok, NO_BAD_STEP, state.step).astype(jnp.int32)}
 
 
-def eval_step(state: TrainState, batch: dict) -> dict:
+def accumulate(total: dict | None, metrics: dict) -> dict:
+  """Adds a step's metrics to running totals (``bad_step`` keeps the earliest)."""
+  if total is None:
+    return metrics
+  return {k: jnp.minimum(total[k], v) if k == 'bad_step' else total[k] + v
+          for k, v in metrics.items()}
+
+
+def eval_step(state: TrainState, batch: dict, use_ema: bool = False) -> dict:
   """Sums of loss and correct predictions over the valid examples of a batch.
 
   Args:
     state: the :class:`TrainState` to evaluate.
     batch: ``{'image', 'label', 'mask'}``; ``mask`` (B,) marks real examples, so a
       padded last batch counts correctly.
+    use_ema: evaluate the EMA parameters instead of the raw ones.
 
   Returns:
-    ``{'loss_sum', 'correct', 'count'}``; divide the sums by ``count``.
+    ``{'loss_sum', 'correct', 'correct_top5', 'count'}``; divide the sums by ``count``.
   """
-  logits = state.apply_fn(_variables(state, state.params), batch['image'], train=False)
-  loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
+  params = state.ema_params if use_ema else state.params
+  logits = state.apply_fn(_variables(state, params), batch['image'], train=False)
+  loss = cross_entropy(logits, batch['label'])
   mask = batch['mask'].astype(jnp.float32)
   correct = (jnp.argmax(logits, -1) == batch['label']).astype(jnp.float32)
+  k = min(5, logits.shape[-1])
+  top5 = jnp.any(jax.lax.top_k(logits, k)[1] == batch['label'][:, None], axis=-1)
   return {'loss_sum': jnp.sum(loss * mask), 'correct': jnp.sum(correct * mask),
-          'count': jnp.sum(mask)}
+          'correct_top5': jnp.sum(top5.astype(jnp.float32) * mask), 'count': jnp.sum(mask)}

@@ -1,0 +1,86 @@
+"""Config files and command-line overrides, with errors that say what to type instead."""
+
+from __future__ import annotations
+
+import difflib
+import runpy
+
+import ml_collections
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """Loads ``path[:arg]`` the way ``config_flags.DEFINE_config_file`` does.
+
+  Args:
+    spec: a config file path, optionally followed by ``:arg`` passed to ``get_config``.
+
+  Returns:
+    The ConfigDict.
+  """
+  path, _, arg = spec.partition(':')
+  get_config = runpy.run_path(path)['get_config']
+  return get_config(arg) if arg else get_config()
+
+
+def _field_paths(config, prefix: str = '') -> list[str]:
+  paths = []
+  for key, value in config.items():
+    paths.append(prefix + key)
+    if isinstance(value, ml_collections.ConfigDict):
+      paths += _field_paths(value, f'{prefix}{key}.')
+  return paths
+
+
+def unknown_override_error(config, key: str) -> str | None:
+  """Describes why ``key`` (e.g. ``'model.dropout_rat'``) is not a field of ``config``.
+
+  Args:
+    config: the ConfigDict.
+    key: dotted field path.
+
+  Returns:
+    An error message naming the field and the closest valid names, or None if the
+    field exists.
+  """
+  paths = _field_paths(config)
+  if key in paths:
+    return None
+  close = difflib.get_close_matches(key, paths, n=3, cutoff=0.6)
+  parent = key.rpartition('.')[0]
+  siblings = [p for p in paths if p.rpartition('.')[0] == parent]
+  hint = f' Did you mean: {", ".join(close)}?' if close else ''
+  return (f'unknown config field {key!r}.{hint} Fields at that level: '
+          f'{", ".join(sorted(siblings)) or "(none)"}')
+
+
+def check_overrides(argv: list[str], flag: str, default_spec: str) -> None:
+  """Exits with a clear message if a ``--flag.a.b=value`` override names no field.
+
+  ml_collections would raise an AttributeError deep inside flag parsing; checking
+  first gives the user one line naming the field and the closest valid names.
+
+  Args:
+    argv: the command line (``sys.argv``).
+    flag: the config flag's name (``'config'``).
+    default_spec: the flag's default config file.
+
+  Raises:
+    SystemExit: for an unknown field.
+  """
+  spec = default_spec
+  keys = []
+  args = argv[1:]
+  for i, arg in enumerate(args):
+    name, eq, value = arg.lstrip('-').partition('=')
+    if name == flag:
+      # absl accepts both --config=path and --config path.
+      spec = value if eq else (args[i + 1] if i + 1 < len(args) else spec)
+    elif name.startswith(flag + '.'):
+      keys.append(name[len(flag) + 1:])
+  if not keys:
+    return
+  config = load_config(spec)
+  for key in keys:
+    error = unknown_override_error(config, key)
+    if error:
+      raise SystemExit(f'error: {error} (config file: {spec})')

@@ -1,0 +1,84 @@
+"""Metrics to ``metrics.jsonl`` (always) and TensorBoard (optional), from process 0 only."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import jax
+
+METRICS_FILE = 'metrics.jsonl'
+
+
+def _tensorboard_writer(logdir: str):
+  """A TensorBoard writer if TensorFlow's summary API is importable, else None."""
+  try:
+    from flax.metrics import tensorboard  # needs tensorflow; optional
+    return tensorboard.SummaryWriter(logdir)
+  except ImportError:
+    return None
+
+
+class MetricsWriter:
+  """Appends one JSON object per event to ``workdir/metrics.jsonl``.
+
+  A resumed run first drops the records logged after its checkpoint's step, so the
+  file reads as if the run had never been interrupted.
+
+  Args:
+    workdir: the run directory.
+    resume_step: the step restored from a checkpoint (0 for a fresh run).
+    tensorboard: also write TensorBoard event files (if TensorFlow is installed).
+  """
+
+  def __init__(self, workdir: str, resume_step: int = 0, tensorboard: bool = True):
+    self.active = jax.process_index() == 0
+    self.path = os.path.join(workdir, METRICS_FILE)
+    self._tb = None
+    if not self.active:
+      return
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        lines = [l for l in f if l.strip()]
+      kept = []
+      for line in lines:
+        try:
+          record = json.loads(line)
+        except json.JSONDecodeError:
+          break  # a line cut by a kill: everything after it is newer anyway
+        if record.get('step', 0) <= resume_step:
+          kept.append(line)
+      tmp = self.path + '.tmp'
+      with open(tmp, 'w') as f:
+        f.writelines(kept)
+      os.replace(tmp, self.path)
+    if tensorboard:
+      self._tb = _tensorboard_writer(os.path.join(workdir, 'tensorboard'))
+
+  def write(self, step: int, split: str, **values) -> dict:
+    """Logs one event.
+
+    Args:
+      step: training step.
+      split: ``'train'``, ``'eval'`` or ``'test'``.
+      **values: metric values (floats or ints).
+
+    Returns:
+      The record written.
+    """
+    record = {'step': int(step), 'split': split}
+    record.update({k: (float(v) if isinstance(v, float) or hasattr(v, 'dtype') else v)
+                   for k, v in values.items()})
+    if self.active:
+      with open(self.path, 'a') as f:
+        f.write(json.dumps(record) + '\n')
+      if self._tb is not None:
+        for k, v in values.items():
+          if isinstance(v, (int, float)) and math.isfinite(v) and k not in ('epoch',):
+            self._tb.scalar(f'{split}/{k}', v, step)
+    return record
+
+  def close(self):
+    if self._tb is not None:
+      self._tb.flush()

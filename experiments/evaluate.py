@@ -1,0 +1,25 @@
+"""Evaluates the latest, best or a given checkpoint of a training workdir.
+
+  python -m experiments.evaluate --workdir runs/fashion_mnist_cnn [--checkpoint best] \
+      [--split test]
+"""
+
+import json
+
+from absl import app, flags
+
+from cnn_jax.train.loop import evaluate_checkpoint
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory.', required=True)
+_CHECKPOINT = flags.DEFINE_string('checkpoint', 'latest', "'latest', 'best' or a step.")
+_SPLIT = flags.DEFINE_enum('split', 'test', ['test', 'eval'], 'Split to evaluate.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  print(json.dumps(evaluate_checkpoint(_WORKDIR.value, _CHECKPOINT.value, _SPLIT.value)))
+
+
+if __name__ == '__main__':
+  app.run(main)
