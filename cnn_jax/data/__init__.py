@@ -1,36 +1,70 @@
-"""Datasets as arrays: offline-first loading selected by the ``dataset`` config."""
+"""Datasets through tensorflow-datasets, offline-first, selected by the ``dataset`` config.
+
+The dataset config (``config.dataset``) has these fields:
+
+* ``name``: a dataset of :data:`catalog.DATASETS`: ``mnist``, ``fashion_mnist``,
+  ``cifar10``, ``cifar100``, ``mnist1d``, ``imagenette``, ``imagenet2012``.
+* ``data_dir``: the TFDS data folder; empty means TFDS's default (``TFDS_DATA_DIR``,
+  else ``~/tensorflow_datasets``).
+* ``prepare_from_dir``: local source files to prepare the dataset from when it is
+  missing (e.g. the Debian package's Fashion-MNIST folder); empty for none.
+* ``download``: let TFDS download a missing dataset (off: many machines cannot).
+* ``train_split``, ``eval_split``, ``test_split``: TFDS split strings, slices included
+  (``'train[:90%]'``, ``'train[90%:]'``); an empty ``eval_split`` means no validation
+  split.
+* ``augment``: the fields of :class:`AugmentConfig`.
+* ``read_threads``: host threads of :func:`stream`, each reading one batch ahead.
+
+Prepare a dataset from local files with ``python -m cnn_jax.data prepare NAME
+--from-dir DIR [--data-dir DIR]`` (see ``python -m cnn_jax.data prepare --help``).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from cnn_jax.data import idx
+from cnn_jax.data import catalog, tfds_data
+from cnn_jax.data.augmentation import (AugmentConfig, augment, augment_config, crop_and_resize,
+                                  crop_box, normalize, random_crop, random_flip)
+from cnn_jax.data.pipeline import (batch_indices, epoch_permutation, prefetch_to_device,
+                                   stream, to_global_array)
+from cnn_jax.data.tfds_data import (NotPreparedError, ensure_prepared,
+                                    hide_gpus_from_tensorflow, prepare, sources)
 
-# MNIST-format datasets readable from a directory of IDX files.
-IDX_DATASETS = {'fashion_mnist': idx.DEBIAN_FASHION_MNIST_DIR, 'mnist': None}
+__all__ = [
+    'AugmentConfig', 'NotPreparedError', 'augment', 'augment_config', 'batch_indices',
+    'catalog', 'crop_and_resize', 'crop_box', 'ensure_prepared', 'epoch_permutation',
+    'hide_gpus_from_tensorflow', 'load', 'normalize', 'prefetch_to_device', 'prepare',
+    'random_crop', 'random_flip', 'sources', 'stream', 'to_global_array',
+]
 
 
 def load(config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """Loads the train and test splits named by a dataset config.
+  """Loads the splits named by a dataset config into memory, through TFDS.
+
+  For small datasets, which then live on the device for the whole run (see
+  :func:`batch_indices`). Reading needs no network: a missing dataset is prepared first
+  only where ``ensure_prepared`` allows it (generated, ``prepare_from_dir``, or
+  ``download``).
 
   Args:
-    config: a ConfigDict with ``name`` (``'fashion_mnist'`` or ``'mnist'``) and
-      ``data_dir`` (folder of IDX files; empty means the Debian package's folder for
-      Fashion-MNIST).
+    config: the dataset ConfigDict (fields in this module's docstring).
 
   Returns:
-    ``{'train': (images, labels), 'test': (images, labels)}`` with uint8 NHWC images
-    and int32 labels.
+    ``{'train': (inputs, labels), 'test': (inputs, labels)}``, plus ``'eval'`` when
+    ``config.eval_split`` is set: uint8 NHWC images (float32 NWC signals for mnist1d)
+    and int32 labels, in the prepared dataset's stored order.
 
   Raises:
-    ValueError: for a dataset this loader does not know.
-    FileNotFoundError, idx.IdxFormatError: for missing or corrupt files.
+    ValueError: for an unsupported or streamed (large) dataset.
+    NotPreparedError: when the dataset is missing and may not be prepared; the
+      message names the command that prepares it.
   """
-  if config.name not in IDX_DATASETS:
-    raise ValueError(f'dataset.name={config.name!r} is not supported by this loader; '
-                     f'supported: {sorted(IDX_DATASETS)}')
-  directory = config.get('data_dir') or IDX_DATASETS[config.name]
-  if not directory:
-    raise ValueError(f'dataset.data_dir must name a folder of IDX files for '
-                     f'{config.name!r}')
-  return {split: idx.load_split(directory, split) for split in ('train', 'test')}
+  if catalog.get(config.name).stream:
+    raise ValueError(f'{config.name} is too large to load into memory; read it with '
+                     f'cnn_jax.data.stream(...)')
+  builder = ensure_prepared(config)
+  splits = {'train': config.train_split, 'eval': config.eval_split,
+            'test': config.test_split}
+  return {key: tfds_data.read_split(builder, split)
+          for key, split in splits.items() if split}

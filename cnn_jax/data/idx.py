@@ -1,7 +1,8 @@
 """Reading MNIST-format IDX files (MNIST, Fashion-MNIST), gzipped or not, with checks.
 
 The Debian package ``dataset-fashion-mnist`` installs the real Fashion-MNIST files in
-:data:`DEBIAN_FASHION_MNIST_DIR`, which makes it the offline default of this project.
+:data:`DEBIAN_FASHION_MNIST_DIR`, the offline source from which ``python -m cnn_jax.data
+prepare fashion_mnist`` builds the TFDS dataset.
 """
 
 from __future__ import annotations
@@ -80,6 +81,27 @@ def _find(directory: str, stem: str) -> str:
       f'{DEBIAN_FASHION_MNIST_DIR})')
 
 
+def split_paths(directory: str, split: str) -> tuple[str, str]:
+  """Finds the images and labels files of one split, gzipped or not.
+
+  Args:
+    directory: folder holding ``train-images-idx3-ubyte[.gz]`` etc.
+    split: ``'train'`` or ``'test'``.
+
+  Returns:
+    ``(images_path, labels_path)``.
+
+  Raises:
+    ValueError: for another split name.
+    FileNotFoundError: if a file is missing (the message says how to install it).
+  """
+  if split not in _SPLIT_PREFIX:
+    raise ValueError(f'split must be one of {sorted(_SPLIT_PREFIX)}, got {split!r}')
+  prefix = _SPLIT_PREFIX[split]
+  return (_find(directory, f'{prefix}-images-idx3-ubyte'),
+          _find(directory, f'{prefix}-labels-idx1-ubyte'))
+
+
 def load_split(directory: str, split: str, num_classes: int = 10):
   """Loads one split of an MNIST-format dataset from a directory of IDX files.
 
@@ -96,11 +118,7 @@ def load_split(directory: str, split: str, num_classes: int = 10):
     IdxFormatError: if a file is malformed, the counts disagree or a label is out of
       range.
   """
-  if split not in _SPLIT_PREFIX:
-    raise ValueError(f'split must be one of {sorted(_SPLIT_PREFIX)}, got {split!r}')
-  prefix = _SPLIT_PREFIX[split]
-  images_path = _find(directory, f'{prefix}-images-idx3-ubyte')
-  labels_path = _find(directory, f'{prefix}-labels-idx1-ubyte')
+  images_path, labels_path = split_paths(directory, split)
   images = read_idx(images_path, expected_ndim=3)
   labels = read_idx(labels_path, expected_ndim=1)
   if images.shape[0] != labels.shape[0]:

@@ -1,0 +1,392 @@
+"""Preparing TFDS datasets from local files, and loading them back, offline.
+
+Source files are written here from their format definitions (IDX, CIFAR python and
+binary); the real Debian Fashion-MNIST is prepared once per module where installed.
+"""
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from idx_files import write_split
+
+from cnn_jax import data
+from cnn_jax.data import __main__ as cli
+from cnn_jax.data import cifar, idx, tfds_data
+from experiments.configs import fashion_mnist_cnn
+
+
+def dataset_config(**overrides):
+  config = fashion_mnist_cnn.get_config().dataset
+  config.prepare_from_dir = ''
+  config.update(overrides)
+  return config
+
+
+def as_multiset(images, labels):
+  """Examples as a sorted list of (image bytes, label): order-free comparison.
+
+  TFDS stores examples in an order of its own (a hash of their keys), so prepared data
+  equals the source as a multiset, not as a sequence.
+  """
+  return sorted((np.asarray(x).tobytes(), int(y)) for x, y in zip(images, labels))
+
+
+@pytest.fixture(scope='module')
+def tiny_mnist(tmp_path_factory):
+  """12 train / 5 test MNIST-shaped examples as IDX files, prepared as TFDS 'mnist'."""
+  source = tmp_path_factory.mktemp('idx')
+  rng = np.random.default_rng(0)
+  arrays = {}
+  for split, prefix, n in (('train', 'train', 12), ('test', 't10k', 5)):
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    write_split(source, prefix, images, labels, gz=split == 'train')  # both variants
+    arrays[split] = images[..., None], labels
+  data_dir = tmp_path_factory.mktemp('tfds')
+  tfds_data.prepare('mnist', data_dir=str(data_dir), from_dir=str(source),
+                    verify_counts=False)
+  return source, str(data_dir), arrays
+
+
+def test_prepare_then_load_round_trips(tiny_mnist):
+  _, data_dir, arrays = tiny_mnist
+  splits = data.load(dataset_config(name='mnist', data_dir=data_dir))
+  assert set(splits) == {'train', 'test'}
+  for split, (images, labels) in splits.items():
+    n = len(arrays[split][1])
+    assert images.shape == (n, 28, 28, 1) and images.dtype == np.uint8
+    assert labels.shape == (n,) and labels.dtype == np.int32
+    assert as_multiset(images, labels) == as_multiset(*arrays[split])
+
+
+def test_load_order_is_the_same_every_time(tiny_mnist):
+  config = dataset_config(name='mnist', data_dir=tiny_mnist[1])
+  first, second = data.load(config), data.load(config)
+  for split in first:
+    np.testing.assert_array_equal(first[split][0], second[split][0])
+    np.testing.assert_array_equal(first[split][1], second[split][1])
+
+
+def test_prepared_data_is_the_registered_tfds_dataset(tiny_mnist):
+  source, data_dir, arrays = tiny_mnist
+  builder = tfds.builder('mnist', data_dir=data_dir)
+  assert builder.is_prepared()
+  assert builder.version == tfds.builder_cls('mnist').VERSION  # TFDS's own definition
+  assert builder.info.supervised_keys == ('image', 'label')
+  assert builder.info.splits['train'].num_examples == 12
+  plain = tfds.data_source('mnist', split='test', data_dir=data_dir, download=False)
+  examples = [plain[i] for i in range(len(plain))]
+  assert as_multiset([e['image'] for e in examples], [e['label'] for e in examples]) == \
+      as_multiset(*arrays['test'])
+  # The sha256 of every file read, computed here with hashlib.
+  expected = {}
+  for name in os.listdir(source):
+    path = os.path.abspath(os.path.join(source, name))
+    with open(path, 'rb') as f:
+      expected[path] = hashlib.sha256(f.read()).hexdigest()
+  assert data.sources(builder) == expected
+
+
+def test_split_slices_partition_the_split(tiny_mnist):
+  config = dataset_config(name='mnist', data_dir=tiny_mnist[1], train_split='train[:75%]',
+                          eval_split='train[75%:]')
+  splits = data.load(config)
+  assert len(splits['train'][1]) == 9 and len(splits['eval'][1]) == 3
+  merged = [np.concatenate(parts) for parts in zip(splits['train'], splits['eval'])]
+  assert as_multiset(*merged) == as_multiset(*tiny_mnist[2]['train'])
+
+
+def test_tfrecord_datasets_are_read_through_tf_data(tiny_mnist, tmp_path):
+  source, _, arrays = tiny_mnist
+  tfds_data.prepare('mnist', data_dir=str(tmp_path), from_dir=str(source),
+                    verify_counts=False, file_format='tfrecord')
+  plain = tfds.as_numpy(tfds.load('mnist', split='test', data_dir=str(tmp_path),
+                                  batch_size=-1, download=False))
+  images, labels = data.load(dataset_config(name='mnist', data_dir=str(tmp_path)))['test']
+  assert as_multiset(images, labels) == as_multiset(*arrays['test'])
+  assert as_multiset(plain['image'], plain['label']) == as_multiset(*arrays['test'])
+
+
+def test_tensorflow_sees_no_gpu():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  data.hide_gpus_from_tensorflow()
+  assert tf.config.get_visible_devices('GPU') == []
+
+
+def test_counts_are_checked_against_the_published_sizes(tiny_mnist, tmp_path):
+  with pytest.raises(ValueError, match='12 examples, but the published train split has '
+                                       '60000'):
+    tfds_data.prepare('mnist', data_dir=str(tmp_path), from_dir=str(tiny_mnist[0]))
+  assert not tfds.builder('mnist', data_dir=str(tmp_path)).is_prepared()
+
+
+def test_image_shape_must_match_the_tfds_features(tmp_path):
+  write_split(tmp_path, 'train', np.zeros((2, 12, 12)), np.zeros(2))
+  write_split(tmp_path, 't10k', np.zeros((2, 12, 12)), np.zeros(2))
+  with pytest.raises(ValueError, match=r'images are \(12, 12, 1\), TFDS fashion_mnist '
+                                       r'images are \(28, 28, 1\)'):
+    tfds_data.prepare('fashion_mnist', data_dir=str(tmp_path / 'out'),
+                      from_dir=str(tmp_path), verify_counts=False)
+
+
+@pytest.mark.parametrize('damage', ['truncate', 'magic', 'labels'])
+def test_corrupt_idx_files_fail_clearly_and_prepare_nothing(tmp_path, damage):
+  write_split(tmp_path, 'train', np.zeros((3, 28, 28)), np.array([1, 2, 3]))
+  write_split(tmp_path, 't10k', np.zeros((2, 28, 28)), np.array([1, 2]))
+  images = tmp_path / 'train-images-idx3-ubyte.gz'
+  if damage == 'truncate':
+    images.write_bytes(images.read_bytes()[:40])
+    match = 'corrupt or truncated'
+  elif damage == 'magic':
+    raw = bytearray(gzip.decompress(images.read_bytes()))
+    raw[2] = 0x0D  # float32 type code instead of unsigned byte
+    images.write_bytes(gzip.compress(bytes(raw)))
+    match = 'bad magic number 0x00000d03'
+  else:
+    write_split(tmp_path, 'train', np.zeros((3, 28, 28)), np.array([1, 2, 10]))
+    match = r'label 10 outside \[0, 10\)'
+  out = tmp_path / 'out'
+  with pytest.raises(idx.IdxFormatError, match=match):
+    tfds_data.prepare('mnist', data_dir=str(out), from_dir=str(tmp_path),
+                      verify_counts=False)
+  assert not tfds.builder('mnist', data_dir=str(out)).is_prepared()
+
+
+def test_missing_dataset_error_names_the_prepare_command(tmp_path):
+  config = dataset_config(name='cifar10', data_dir=str(tmp_path))
+  with pytest.raises(data.NotPreparedError,
+                     match=f'python -m cnn_jax.data prepare cifar10 --data-dir {tmp_path} '
+                           f'--from-dir FOLDER_WITH_CIFAR10_ARCHIVE'):
+    data.load(config)
+  config = dataset_config(name='fashion_mnist', data_dir=str(tmp_path),
+                          prepare_from_dir=str(tmp_path / 'nowhere'))
+  with pytest.raises(data.NotPreparedError, match='nowhere.*does not exist(.|\n)*prepare '
+                     'fashion_mnist .*--from-dir /usr/share/datasets/fashion-mnist'):
+    data.load(config)
+
+
+def test_prepare_from_dir_in_the_config_prepares_on_first_load(tiny_mnist, tmp_path):
+  # The tiny files are not the full dataset, so the verification stops it: proof that
+  # load went the prepare-from-local-files way.
+  config = dataset_config(name='mnist', data_dir=str(tmp_path),
+                          prepare_from_dir=str(tiny_mnist[0]))
+  with pytest.raises(ValueError, match='published train split has 60000'):
+    data.load(config)
+
+
+def test_imagenet_manual_files_missing(tmp_path):
+  manual = tmp_path / 'manual'
+  manual.mkdir()
+  with pytest.raises(FileNotFoundError, match='ILSVRC2012_img_train.tar'):  # empty
+    tfds_data.prepare('imagenet2012', data_dir=str(tmp_path), from_dir=str(manual))
+  (manual / 'ILSVRC2012_img_train.tar').write_bytes(b'')
+  with pytest.raises(FileNotFoundError, match='ILSVRC2012_img_val.tar'):
+    tfds_data.prepare('imagenet2012', data_dir=str(tmp_path), from_dir=str(manual))
+
+
+def test_streamed_datasets_are_not_loaded_into_memory():
+  with pytest.raises(ValueError, match='too large.*stream'):
+    data.load(dataset_config(name='imagenet2012'))
+
+
+def test_cli_exit_status_and_message(tiny_mnist, tmp_path, capsys):
+  argv = ['prepare', 'mnist', '--from-dir', str(tiny_mnist[0]), '--data-dir', str(tmp_path)]
+  assert cli.main(argv) == 1
+  assert 'prepare mnist failed' in capsys.readouterr().err
+  assert cli.main(['prepare', 'mnist1d', '--from-dir', str(tmp_path)]) == 1
+  assert 'drop --from-dir' in capsys.readouterr().err
+
+
+# CIFAR, written from the format description at https://www.cs.toronto.edu/~kriz/cifar.html:
+# each image is 3072 bytes, 1024 red then green then blue, rows top to bottom.
+
+def cifar_examples(n, classes, seed):
+  rng = np.random.default_rng(seed)
+  return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, classes, n)
+
+
+def cifar_rows(images):
+  return images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
+
+
+def write_cifar10_python(directory, train, test, archive=True):
+  folder = 'cifar-10-batches-py'
+  files = {}
+  for i in range(5):
+    images, labels = (x[i::5] for x in train)
+    # Labels are Python ints in the original batches, pixel rows a uint8 array.
+    files[f'data_batch_{i + 1}'] = {b'data': cifar_rows(images),
+                                    b'labels': [int(v) for v in labels],
+                                    b'batch_label': b'training batch'}
+  files['test_batch'] = {b'data': cifar_rows(test[0]), b'labels': [int(v) for v in test[1]]}
+  files['batches.meta'] = {b'label_names': [f'class{c}'.encode() for c in range(10)]}
+  blobs = {name: pickle.dumps(value, protocol=2) for name, value in files.items()}
+  if archive:
+    with tarfile.open(directory / 'cifar-10-python.tar.gz', 'w:gz') as tar:
+      for name, blob in blobs.items():
+        info = tarfile.TarInfo(f'{folder}/{name}')
+        info.size = len(blob)
+        tar.addfile(info, io.BytesIO(blob))
+  else:
+    (directory / folder).mkdir()
+    for name, blob in blobs.items():
+      (directory / folder / name).write_bytes(blob)
+  return [np.concatenate([x[i::5] for i in range(5)]) for x in train]  # file order
+
+
+def test_cifar10_python_archive(tmp_path):
+  train, test = cifar_examples(10, 10, 1), cifar_examples(4, 10, 2)
+  write_cifar10_python(tmp_path, train, test)
+  builder = tfds_data.prepare('cifar10', data_dir=str(tmp_path / 'tfds'),
+                              from_dir=str(tmp_path), verify_counts=False)
+  assert builder.info.features['label'].names == [f'class{c}' for c in range(10)]
+  splits = data.load(dataset_config(name='cifar10', data_dir=str(tmp_path / 'tfds')))
+  assert splits['train'][0].shape == (10, 32, 32, 3)
+  assert as_multiset(*splits['train']) == as_multiset(*train)
+  assert as_multiset(*splits['test']) == as_multiset(*test)
+  # TFDS's id feature names each example by its position in the files.
+  source = builder.as_data_source('test')
+  ids = sorted(source[i]['id'].decode() for i in range(len(source)))
+  assert ids == [f'test_{i:05d}' for i in range(4)]
+
+
+def test_cifar100_binary_folder(tmp_path):
+  rng = np.random.default_rng(3)
+  folder = tmp_path / 'cifar-100-binary'
+  folder.mkdir()
+  expected = {}
+  for split, n in (('train', 6), ('test', 3)):
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    coarse, fine = rng.integers(0, 20, n), rng.integers(0, 100, n)
+    # Each record: coarse label byte, fine label byte, 3072 pixel bytes.
+    records = np.concatenate([coarse[:, None], fine[:, None], cifar_rows(images)], axis=1)
+    (folder / f'{split}.bin').write_bytes(records.astype(np.uint8).tobytes())
+    expected[split] = images, fine, coarse
+  (folder / 'coarse_label_names.txt').write_text('\n'.join(f'c{i}' for i in range(20)))
+  (folder / 'fine_label_names.txt').write_text('\n'.join(f'f{i}' for i in range(100)))
+  builder = tfds_data.prepare('cifar100', data_dir=str(tmp_path / 'tfds'),
+                              from_dir=str(tmp_path), verify_counts=False)
+  assert builder.info.features['coarse_label'].names[19] == 'c19'
+  source = builder.as_data_source('train')
+  got = [source[i] for i in range(len(source))]
+  images, fine, coarse = expected['train']
+  assert sorted((e['image'].tobytes(), e['label'], e['coarse_label']) for e in got) == \
+      sorted((x.tobytes(), int(f), int(c)) for x, f, c in zip(images, fine, coarse))
+  assert len(data.sources(builder)) == 4  # two batches, two name lists
+
+
+def test_cifar_truncated_archive(tmp_path):
+  write_cifar10_python(tmp_path, cifar_examples(5, 10, 0), cifar_examples(2, 10, 0))
+  archive = tmp_path / 'cifar-10-python.tar.gz'
+  archive.write_bytes(archive.read_bytes()[:-200])
+  with pytest.raises(cifar.CifarFormatError, match='corrupt or truncated'):
+    cifar.read('cifar10', str(tmp_path))
+
+
+def test_cifar_truncated_binary_record(tmp_path):
+  folder = tmp_path / 'cifar-10-batches-bin'
+  folder.mkdir()
+  for name in [f'data_batch_{i}.bin' for i in range(1, 6)] + ['test_batch.bin']:
+    (folder / name).write_bytes(bytes(3073 * 2))
+  (folder / 'test_batch.bin').write_bytes(bytes(3073 * 2 - 1))
+  (folder / 'batches.meta.txt').write_text('a\nb\n')
+  with pytest.raises(cifar.CifarFormatError, match='6145 bytes is not a whole number of '
+                                                   '3073-byte records'):
+    cifar.read('cifar10', str(tmp_path))
+
+
+def test_cifar_label_out_of_range_and_mismatched_counts(tmp_path):
+  train = cifar_examples(5, 10, 0)
+  write_cifar10_python(tmp_path, (train[0], np.array([0, 1, 2, 3, 12])),
+                       cifar_examples(2, 10, 1), archive=False)
+  with pytest.raises(ValueError, match=r'label values span \[0, 12\], outside \[0, 10\)'):
+    tfds_data.prepare('cifar10', data_dir=str(tmp_path / 'tfds'), from_dir=str(tmp_path),
+                      verify_counts=False)
+  batch = tmp_path / 'cifar-10-batches-py' / 'test_batch'
+  batch.write_bytes(pickle.dumps({b'data': np.zeros((3, 3072), np.uint8),
+                                  b'labels': [1, 2]}, protocol=2))
+  with pytest.raises(cifar.CifarFormatError, match='3 images but 2 labels'):
+    cifar.read('cifar10', str(tmp_path))
+
+
+def test_cifar_pickle_cannot_run_code(tmp_path):
+  write_cifar10_python(tmp_path, cifar_examples(5, 10, 0), cifar_examples(2, 10, 0),
+                       archive=False)
+
+  class Exploit:
+    def __reduce__(self):
+      return (os.system, ('echo pwned',))
+
+  (tmp_path / 'cifar-10-batches-py' / 'data_batch_1').write_bytes(pickle.dumps(Exploit()))
+  with pytest.raises(cifar.CifarFormatError, match='refusing to load .*system'):
+    cifar.read('cifar10', str(tmp_path))
+
+
+def test_cifar_missing_files(tmp_path):
+  with pytest.raises(FileNotFoundError, match='cifar-100-python.tar.gz'):
+    cifar.read('cifar100', str(tmp_path))
+
+
+# The real Fashion-MNIST of the Debian package, prepared once through the CLI.
+
+def read_idx_reference(path):
+  """Reads a gzipped IDX file straight from the format: 4-byte magic, dims, bytes."""
+  raw = gzip.decompress(open(path, 'rb').read())
+  ndim = raw[3]
+  shape = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim)]
+  return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+@pytest.fixture(scope='module')
+def real_fashion_mnist(tmp_path_factory):
+  if not os.path.isdir(idx.DEBIAN_FASHION_MNIST_DIR):
+    pytest.skip('Debian package dataset-fashion-mnist not installed')
+  data_dir = str(tmp_path_factory.mktemp('tfds_real'))
+  assert cli.main(['prepare', 'fashion_mnist', '--from-dir', idx.DEBIAN_FASHION_MNIST_DIR,
+                   '--data-dir', data_dir]) == 0
+  return data_dir, data.load(dataset_config(data_dir=data_dir))
+
+
+def test_real_fashion_mnist_counts_dtypes_ranges(real_fashion_mnist):
+  _, splits = real_fashion_mnist
+  for split, count in (('train', 60000), ('test', 10000)):
+    images, labels = splits[split]
+    assert images.shape == (count, 28, 28, 1) and images.dtype == np.uint8
+    assert labels.shape == (count,) and labels.dtype == np.int32
+    # Balanced classes: count / 10 examples of each of the 10 labels.
+    np.testing.assert_array_equal(np.bincount(labels), [count // 10] * 10)
+    assert images.min() == 0 and images.max() == 255
+
+
+def test_real_fashion_mnist_equals_the_idx_files(real_fashion_mnist):
+  _, splits = real_fashion_mnist
+  directory = idx.DEBIAN_FASHION_MNIST_DIR
+  for split, prefix in (('train', 'train'), ('test', 't10k')):
+    images = read_idx_reference(f'{directory}/{prefix}-images-idx3-ubyte.gz')
+    labels = read_idx_reference(f'{directory}/{prefix}-labels-idx1-ubyte.gz')
+    assert as_multiset(splits[split][0][..., 0], splits[split][1]) == \
+        as_multiset(images, labels)
+
+
+def test_real_fashion_mnist_metadata_and_slices(real_fashion_mnist):
+  data_dir, splits = real_fashion_mnist
+  builder = tfds.builder('fashion_mnist', data_dir=data_dir)
+  recorded = data.sources(builder)
+  assert len(recorded) == 4
+  for path, digest in recorded.items():
+    with open(path, 'rb') as f:
+      assert hashlib.sha256(f.read()).hexdigest() == digest
+  sizes = [len(tfds.data_source('fashion_mnist', split=s, data_dir=data_dir, download=False))
+           for s in ('train[:90%]', 'train[90%:]')]
+  assert sizes == [54000, 6000]
+  # The catalog's normalisation statistics are those of the real training images.
+  pixels = splits['train'][0] / 255.0
+  spec = data.catalog.get('fashion_mnist')
+  assert abs(pixels.mean() - spec.mean[0]) < 1e-4 and abs(pixels.std() - spec.std[0]) < 1e-4
