@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 from configs.tiny import get_config as tiny_config
-from idx_files import write_toy_dataset
+from idx_files import prepare_toy_tfds
 
 from cnn_jax import config_utils, models
 from cnn_jax.train import checkpoint, optim
@@ -24,9 +24,8 @@ TIMING = {'images_per_sec', 'elapsed_s', 'wall_s', 'compile_s', 'train_images_pe
 
 @pytest.fixture(scope='module')
 def toy_dir(tmp_path_factory):
-  directory = tmp_path_factory.mktemp('toy')
-  write_toy_dataset(directory)
-  return str(directory)
+  return prepare_toy_tfds(tmp_path_factory.mktemp('toy_idx'),
+                          tmp_path_factory.mktemp('toy_tfds'))
 
 
 @pytest.fixture(scope='module')
@@ -56,7 +55,9 @@ def _tree_digest(directory):
 def test_run_learns_and_writes_the_documented_workdir(finished_run):
   workdir, summary = finished_run
   assert summary['test_accuracy'] > 0.5  # chance is 0.1
-  assert summary['num_params'] == (9 * 8 + 8) + (6 * 6 * 8 * 32 + 32) + (32 * 10 + 10)
+  # conv 3x3x1x8 + bias, dense from 14x14x8 pooled features to 32, head 32 -> 10.
+  assert summary['num_params'] == (9 * 8 + 8) + (14 * 14 * 8 * 32 + 32) + (32 * 10 + 10)
+  assert 0 < summary['best_eval_accuracy'] <= 1 and summary['best_eval_step'] in (12, 24, 36)
   assert {'test_accuracy', 'test_loss', 'best_eval_accuracy', 'best_eval_step', 'wall_s',
           'compile_s', 'train_images_per_sec', 'num_params'} <= set(summary)
   with open(os.path.join(workdir, 'summary.json')) as f:
@@ -67,15 +68,19 @@ def test_run_learns_and_writes_the_documented_workdir(finished_run):
   assert {'jax', 'flax', 'optax', 'devices', 'git_commit'} <= set(saved['environment'])
   records = _records(workdir)
   train = [r for r in records if r['split'] == 'train']
-  # 512 examples / batch 32 = 16 steps per epoch, 3 epochs, logged every 4 steps.
-  assert [r['step'] for r in train] == list(range(4, 49, 4))
+  # 384 examples / batch 32 = 12 steps per epoch, 3 epochs, logged every 4 steps.
+  assert [r['step'] for r in train] == list(range(4, 37, 4))
   assert {'step', 'epoch', 'split', 'loss', 'accuracy', 'learning_rate', 'images_per_sec',
           'elapsed_s'} <= set(train[0])
   assert train[-1]['loss'] < train[0]['loss']
+  evals = [r for r in records if r['split'] == 'eval']
+  assert [r['step'] for r in evals] == [12, 24, 36]
+  assert max(r['accuracy'] for r in evals) == summary['best_eval_accuracy']
   test = [r for r in records if r['split'] == 'test']
   assert len(test) == 1 and test[0]['accuracy'] == summary['test_accuracy']
   mngr = checkpoint.manager(os.path.join(workdir, 'checkpoints'), read_only=True)
-  assert mngr.latest_step() == 48 and len(mngr.all_steps()) == 2  # keep_checkpoints=2
+  # keep_checkpoints=2: the latest two, plus the best by eval accuracy.
+  assert sorted(mngr.all_steps()) == sorted({32, 36, summary['best_eval_step']})
 
 
 def test_same_seed_same_run(toy_dir, tmp_path, finished_run):
@@ -90,14 +95,17 @@ def test_rerun_of_a_finished_workdir_resumes_without_training(toy_dir, finished_
   workdir, summary = finished_run
   lines = []
   again = train_and_evaluate(tiny_config(toy_dir), workdir, log=lines.append)
-  assert lines == [f'resumed from step 48 in {workdir}']
+  assert lines == [f'resumed from step 36 in {workdir}']
   assert again['test_accuracy'] == summary['test_accuracy']
 
 
 def test_evaluate_checkpoint_reads_the_workdir(finished_run):
   workdir, summary = finished_run
   result = evaluate_checkpoint(workdir)
-  assert result['step'] == 48 and result['accuracy'] == summary['test_accuracy']
+  assert result['step'] == 36 and result['accuracy'] == summary['test_accuracy']
+  best = evaluate_checkpoint(workdir, 'best', 'eval')
+  assert best['step'] == summary['best_eval_step']
+  assert best['accuracy'] == summary['best_eval_accuracy']
   with pytest.raises(FileNotFoundError, match='no checkpoint at step 3'):
     evaluate_checkpoint(workdir, '3')
 
@@ -122,20 +130,20 @@ def test_checkpoint_of_another_architecture_or_corrupt_gives_clear_error(toy_dir
   os.remove(os.path.join(workdir, 'config.json'))  # bypass the config check on purpose
   config.model.features = (16,)
   before = _tree_digest(os.path.join(workdir, 'checkpoints'))
-  with pytest.raises(checkpoint.CheckpointError, match='(?s)step 16.*Nothing was deleted'):
+  with pytest.raises(checkpoint.CheckpointError, match='(?s)step 12.*Nothing was deleted'):
     train_and_evaluate(config, workdir, **QUIET)
   assert _tree_digest(os.path.join(workdir, 'checkpoints')) == before
 
   # Corrupt every array file of the newest step: same error, files untouched.
   config.model.features = (8,)
-  step_dir = os.path.join(workdir, 'checkpoints', '16')
+  step_dir = os.path.join(workdir, 'checkpoints', '12')
   for root, _, files in os.walk(step_dir):
     for name in files:
       if name not in ('_CHECKPOINT_METADATA',):
         with open(os.path.join(root, name), 'r+b') as f:
           f.truncate(max(os.path.getsize(os.path.join(root, name)) // 3, 1))
   before = _tree_digest(os.path.join(workdir, 'checkpoints'))
-  with pytest.raises(checkpoint.CheckpointError, match='cannot restore the checkpoint at step 16'):
+  with pytest.raises(checkpoint.CheckpointError, match='cannot restore the checkpoint at step 12'):
     train_and_evaluate(config, workdir, **QUIET)
   assert _tree_digest(os.path.join(workdir, 'checkpoints')) == before
 

@@ -41,7 +41,8 @@ def manager(directory: str, keep: int = 2, read_only: bool = False) -> ocp.Check
   options = ocp.CheckpointManagerOptions(
       preservation_policy=pp.AnyPreservationPolicy([
           pp.LatestN(keep),
-          pp.BestN(get_metric_fn=lambda m: m[EVAL_METRIC], reverse=False, n=1,
+          # Ties go to the later step, as in the loop's bookkeeping of the best step.
+          pp.BestN(get_metric_fn=lambda m: (m[EVAL_METRIC], m['step']), reverse=False, n=1,
                    keep_checkpoints_without_metrics=False),
       ]),
       create=not read_only, read_only=read_only,
@@ -60,7 +61,8 @@ def save(mngr: ocp.CheckpointManager, step: int, items, eval_accuracy: float | N
     items: pytree of arrays to save.
     eval_accuracy: metric attached to this checkpoint, if an evaluation just ran.
   """
-  metrics = None if eval_accuracy is None else {EVAL_METRIC: float(eval_accuracy)}
+  metrics = (None if eval_accuracy is None else
+             {EVAL_METRIC: float(eval_accuracy), 'step': int(step)})
   mngr.save(step, args=ocp.args.StandardSave(items), metrics=metrics, force=True)
   mngr.wait_until_finished()
 

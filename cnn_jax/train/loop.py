@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import tqdm
 
 from cnn_jax import data as data_lib
 from cnn_jax import models
@@ -32,13 +33,6 @@ from cnn_jax.train.steps import (NO_BAD_STEP, TrainState, accumulate, create_tra
 
 CONFIG_FILE = 'config.json'
 SUMMARY_FILE = 'summary.json'
-
-
-def _to_float(images):
-  # uint8 on the device (4x less memory), scaled to [0, 1] inside the step.
-  if images.dtype == jnp.uint8:
-    return images.astype(jnp.float32) / 255.0
-  return images.astype(jnp.float32)
 
 
 def _put_replicated(array: np.ndarray, mesh):
@@ -134,11 +128,14 @@ class Trainer:
     self.tx = optim.make_optimizer(config.optimizer, self.total_steps)
     self.schedule = optim.make_schedule(config.optimizer, self.total_steps)
     root = jax.random.key(config.seed)
-    self.init_key, self.dropout_key, self.data_key = jax.random.split(root, 3)
+    self.init_key, self.dropout_key, self.data_key, aug_key = jax.random.split(root, 4)
+    aug = data_lib.augment_config(config.dataset)
 
     replicated = sharding.replicated(self.mesh)
     batched = sharding.batch_sharded(self.mesh)
-    sample = jax.ShapeDtypeStruct((config.batch_size,) + self.train_x.shape[1:], jnp.float32)
+    sample = jax.eval_shape(
+        lambda x: data_lib.augment(x, None, aug, train=False),
+        jax.ShapeDtypeStruct((config.batch_size,) + self.train_x.shape[1:], self.train_x.dtype))
     use_ema = bool(config.get('ema_decay', 0.0))
     self._init = jax.jit(functools.partial(create_train_state, self.model, self.tx,
                                            sample_input=sample, use_ema=use_ema),
@@ -149,12 +146,15 @@ class Trainer:
 
     def train_on_slice(state, images, labels, perm, index, key):
       idx = jax.lax.dynamic_slice(perm, (index * batch_size,), (batch_size,))
-      batch = {'image': _to_float(images[idx]), 'label': labels[idx]}
+      # Augmentation randomness, like dropout's, is a function of the step alone.
+      inputs = data_lib.augment(images[idx], jax.random.fold_in(aug_key, state.step), aug)
+      batch = {'image': inputs, 'label': labels[idx]}
       batch = jax.lax.with_sharding_constraint(batch, batched)
       return step_fn(state, batch, key)
 
     def eval_on_slice(state, images, labels, idx, mask):
-      batch = {'image': _to_float(images[idx]), 'label': labels[idx], 'mask': mask}
+      inputs = data_lib.augment(images[idx], None, aug, train=False)
+      batch = {'image': inputs, 'label': labels[idx], 'mask': mask}
       batch = jax.lax.with_sharding_constraint(batch, batched)
       return eval_step(state, batch, use_ema=use_ema)
 
@@ -175,8 +175,7 @@ class Trainer:
 
   def permutation(self, epoch: int):
     """The epoch's example order: a function of (seed, epoch) only."""
-    return jax.random.permutation(jax.random.fold_in(self.data_key, epoch),
-                                  len(self.train_y))
+    return data_lib.epoch_permutation(self.data_key, epoch, len(self.train_y))
 
   def compile_train_step(self, state):
     """Compiles the train step ahead of time; returns the seconds it took."""
@@ -221,11 +220,7 @@ def _progress(total: int, initial: int):
   """A tqdm bar on interactive terminals, None otherwise (logs stay line-based)."""
   if not sys.stderr.isatty() or jax.process_index() != 0:
     return None
-  try:
-    from tqdm import tqdm
-  except ImportError:
-    return None
-  return tqdm(total=total, initial=initial, unit='step', dynamic_ncols=True)
+  return tqdm.tqdm(total=total, initial=initial, unit='step', dynamic_ncols=True)
 
 
 def _meta(best_eval_accuracy: float = -1.0, best_eval_step: int = -1,
@@ -400,7 +395,7 @@ def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float) ->
     if end_of_epoch and trainer.eval_split is not None:
       result = trainer.evaluate(state, 'eval')
       eval_accuracy = result['accuracy']
-      if eval_accuracy > best['accuracy']:
+      if eval_accuracy >= best['accuracy']:  # ties: the later step, as checkpoint.py keeps
         best = {'accuracy': eval_accuracy, 'step': done}
       writer.write(done, 'eval', epoch=done / spe, elapsed_s=elapsed(), **result)
       record.update({f'eval_{k}': v for k, v in result.items()})
