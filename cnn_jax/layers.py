@@ -9,6 +9,7 @@ import their building blocks from one place.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -21,6 +22,23 @@ Dense = nn.Dense
 BatchNorm = nn.BatchNorm
 
 Initializer = Callable[..., Any]
+
+
+@contextlib.contextmanager
+def _named_errors(module: nn.Module):
+  """Prefixes a ValueError raised inside ``module`` with its path in the model.
+
+  The ops name the shapes; the path (``'stage2_block0/conv1'``, ``'pool2'``) says
+  which layer of a deep model they belong to, e.g. where an input too small for the
+  model's strides stops fitting. Unbound and top-level layers have no path to add.
+  """
+  try:
+    yield
+  except ValueError as e:
+    path = '/'.join(module.path) if module.scope is not None else ''
+    if not path:
+      raise
+    raise ValueError(f'{path}: {e}') from e
 
 
 class Conv(nn.Module):
@@ -64,6 +82,10 @@ class Conv(nn.Module):
     Returns:
       ``(N, *out_spatial, features)`` (batched like ``x``).
     """
+    with _named_errors(self):
+      return self._conv(x)
+
+  def _conv(self, x):
     if isinstance(self.kernel_size, int):
       raise TypeError(f'Conv: kernel_size must be a tuple, got the int {self.kernel_size}; '
                       f'write ({self.kernel_size},) for 1-D or '
@@ -97,7 +119,8 @@ class MaxPool(nn.Module):
   padding: Padding = 'VALID'
 
   def __call__(self, x):
-    return ops.max_pool(x, self.window, stride=self.strides, padding=self.padding)
+    with _named_errors(self):
+      return ops.max_pool(x, self.window, stride=self.strides, padding=self.padding)
 
 
 class AvgPool(nn.Module):
@@ -115,8 +138,9 @@ class AvgPool(nn.Module):
   count_include_pad: bool = True
 
   def __call__(self, x):
-    return ops.avg_pool(x, self.window, stride=self.strides, padding=self.padding,
-                        count_include_pad=self.count_include_pad)
+    with _named_errors(self):
+      return ops.avg_pool(x, self.window, stride=self.strides, padding=self.padding,
+                          count_include_pad=self.count_include_pad)
 
 
 class GlobalAvgPool(nn.Module):
@@ -128,7 +152,8 @@ class GlobalAvgPool(nn.Module):
   spatial_dims: int | None = None
 
   def __call__(self, x):
-    return ops.global_avg_pool(x, spatial_dims=self.spatial_dims)
+    with _named_errors(self):
+      return ops.global_avg_pool(x, spatial_dims=self.spatial_dims)
 
 
 class GlobalMaxPool(nn.Module):
@@ -140,7 +165,8 @@ class GlobalMaxPool(nn.Module):
   spatial_dims: int | None = None
 
   def __call__(self, x):
-    return ops.global_max_pool(x, spatial_dims=self.spatial_dims)
+    with _named_errors(self):
+      return ops.global_max_pool(x, spatial_dims=self.spatial_dims)
 
 
 class Dropout(nn.Module):
@@ -173,5 +199,6 @@ class Dropout(nn.Module):
     # Like Flax's Dropout, a concrete zero rate needs no 'dropout' rng.
     inactive = deterministic or (isinstance(self.rate, (int, float)) and self.rate == 0)
     key = None if inactive else self.make_rng('dropout')
-    return ops.dropout(x, self.rate, key, deterministic=deterministic,
-                       broadcast_dims=self.broadcast_dims)
+    with _named_errors(self):
+      return ops.dropout(x, self.rate, key, deterministic=deterministic,
+                         broadcast_dims=self.broadcast_dims)

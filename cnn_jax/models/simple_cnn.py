@@ -12,25 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnn_jax import layers
-
-_ACTIVATIONS = {'relu': nn.relu, 'tanh': jnp.tanh, 'gelu': nn.gelu, 'elu': nn.elu}
-
-
-def per_block(value, n: int, name: str) -> tuple:
-  """Broadcasts a scalar setting to ``n`` blocks, or checks a per-block sequence."""
-  if isinstance(value, (list, tuple)):
-    if len(value) != n:
-      raise ValueError(f'{name}={value!r} has {len(value)} entries but the model has {n} '
-                       f'conv blocks (len(features)); give one value or {n} values')
-    return tuple(value)
-  return (value,) * n
-
-
-def activation(name: str):
-  """Looks up an activation function by name."""
-  if name not in _ACTIVATIONS:
-    raise ValueError(f'unknown activation={name!r}; choose one of {sorted(_ACTIVATIONS)}')
-  return _ACTIVATIONS[name]
+from cnn_jax.models.common import activation, downsample, per_block
 
 
 class SimpleCNN(nn.Module):
@@ -45,12 +27,13 @@ class SimpleCNN(nn.Module):
     kernel_size: conv kernel size, per block or one for all.
     strides: conv stride, per block or one for all.
     padding: conv padding, per block or one for all.
-    pool: ``'max'``, ``'avg'`` or ``'none'``, per block or one for all.
+    pool: ``'max'``, ``'avg'``, ``'none'``, or ``'conv'`` (a learned strided conv in the
+      pool's place), per block or one for all.
     pool_window: pooling window (and stride), per block or one for all.
     dropout_rate: dropout after each conv block, per block or one for all.
     hidden: widths of the dense layers between the flattened features and the output.
     dense_dropout_rate: dropout after each hidden dense layer.
-    activation: ``'relu'``, ``'tanh'``, ``'gelu'`` or ``'elu'``.
+    activation: ``'relu'``, ``'tanh'``, ``'lecun_tanh'``, ``'gelu'`` or ``'elu'``.
     dtype: computation dtype (None: float32 from the parameters).
   """
   num_classes: int = 10
@@ -91,16 +74,13 @@ class SimpleCNN(nn.Module):
       x = layers.Conv(feat, (k,) * nsp, strides=s, padding=pad, dtype=self.dtype,
                       name=f'conv{i}')(x)
       x = act(x)
-      if pool == 'max':
-        x = layers.MaxPool((window,) * nsp)(x)
-      elif pool == 'avg':
-        x = layers.AvgPool((window,) * nsp)(x)
-      elif pool != 'none':
-        raise ValueError(f"block {i}: pool must be 'max', 'avg' or 'none', got {pool!r}")
-      x = layers.Dropout(rate)(x, deterministic=not train)
+      x = downsample(x, pool, window, window, 'VALID', act=act, dtype=self.dtype,
+                     name=f'pool{i}')
+      x = layers.Dropout(rate, name=f'dropout{i}')(x, deterministic=not train)
     x = x.reshape(x.shape[0], -1)
     for i, width in enumerate(self.hidden):
       x = act(layers.Dense(width, dtype=self.dtype, name=f'dense{i}')(x))
-      x = layers.Dropout(self.dense_dropout_rate)(x, deterministic=not train)
+      x = layers.Dropout(self.dense_dropout_rate, name=f'dense_dropout{i}')(
+          x, deterministic=not train)
     x = layers.Dense(self.num_classes, dtype=self.dtype, name='head')(x)
     return x.astype(jnp.float32)
