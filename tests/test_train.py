@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -14,6 +15,7 @@ from configs.tiny import get_config as tiny_config
 from idx_files import prepare_toy_tfds
 
 from cnn_jax import config_utils, models
+from cnn_jax.models.simple_cnn import SimpleCNN
 from cnn_jax.train import checkpoint, optim
 from cnn_jax.train.loop import evaluate_checkpoint, train_and_evaluate
 from cnn_jax.train.steps import NO_BAD_STEP, create_train_state, cross_entropy, train_step
@@ -249,3 +251,23 @@ def test_unknown_override_names_the_closest_fields():
     config_utils.check_overrides(argv, 'config', 'unused.py')
   config_utils.check_overrides(argv[:3] + ['--config.model.dropout_rate=0.3'], 'config',
                                'unused.py')
+
+
+def test_aux_loss_adds_the_weighted_auxiliary_cross_entropy():
+  class WithAux(SimpleCNN):  # a tiny model that sows one auxiliary head, like GoogLeNet
+    @nn.compact
+    def __call__(self, x, train=False):
+      logits = super().__call__(x, train)
+      if train:
+        self.sow('intermediates', 'aux_logits', 2.0 * logits)
+      return logits
+
+  model = WithAux(features=(2,), hidden=())
+  batch = {'image': jax.random.normal(jax.random.key(0), (4, 4, 4, 1)),
+           'label': jnp.array([0, 1, 2, 3])}
+  state = create_train_state(model, optax.sgd(0.0), jax.random.key(1), batch['image'])
+  _, plain = train_step(state, batch, jax.random.key(2))
+  _, with_aux = train_step(state, batch, jax.random.key(2), aux_loss_weight=0.3)
+  logits = model.apply({'params': state.params}, batch['image'])
+  aux = cross_entropy(2.0 * logits, batch['label']).mean()
+  np.testing.assert_allclose(with_aux['loss'], plain['loss'] + 0.3 * aux, rtol=1e-5)

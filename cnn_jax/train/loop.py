@@ -141,7 +141,8 @@ class Trainer:
                                            sample_input=sample, use_ema=use_ema),
                          out_shardings=replicated)
     step_fn = functools.partial(train_step, label_smoothing=config.get('label_smoothing', 0.0),
-                                ema_decay=config.get('ema_decay', 0.0))
+                                ema_decay=config.get('ema_decay', 0.0),
+                                aux_loss_weight=config.get('aux_loss_weight', 0.0))
     batch_size = config.batch_size
 
     def train_on_slice(state, images, labels, perm, index, key):
@@ -224,11 +225,17 @@ def _progress(total: int, initial: int):
 
 
 def _meta(best_eval_accuracy: float = -1.0, best_eval_step: int = -1,
-          elapsed_s: float = 0.0) -> dict:
-  """Run bookkeeping saved beside the state, so a resumed run reports like an unbroken one."""
+          elapsed_s: float = 0.0, epoch_sums=(0.0, 0.0, 0)) -> dict:
+  """Run bookkeeping saved beside the state, so a resumed run reports like an unbroken one.
+
+  ``epoch_sums`` are the running (loss, accuracy, steps) sums of the current epoch, kept
+  in float32 on both sides so a resumed epoch mean is bitwise the uninterrupted one.
+  """
   return {'best_eval_accuracy': np.array(best_eval_accuracy, np.float32),
           'best_eval_step': np.array(best_eval_step, np.int32),
-          'elapsed_s': np.array(elapsed_s, np.float32)}
+          'elapsed_s': np.array(elapsed_s, np.float32),
+          'epoch_sums': np.array(epoch_sums[:2], np.float32),
+          'epoch_steps': np.array(epoch_sums[2], np.int32)}
 
 
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
@@ -345,6 +352,8 @@ def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float) ->
                 default=str)
   prior_elapsed = float(meta['elapsed_s'])
   best = {'accuracy': float(meta['best_eval_accuracy']), 'step': int(meta['best_eval_step'])}
+  epoch_sums = np.asarray(meta['epoch_sums'], np.float32)  # (loss, accuracy) this epoch
+  epoch_steps = int(meta['epoch_steps'])
   num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
   writer = MetricsWriter(workdir, start_step, tensorboard=config.get('tensorboard', True))
   compile_s = trainer.compile_train_step(state)
@@ -355,8 +364,8 @@ def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float) ->
   elapsed = lambda: prior_elapsed + time.perf_counter() - t_start
 
   def save(step, eval_accuracy=None):
-    checkpoint.save(mngr, step, {'state': state, 'meta': _meta(best['accuracy'], best['step'],
-                                                               elapsed())}, eval_accuracy)
+    meta_now = _meta(best['accuracy'], best['step'], elapsed(), (*epoch_sums, epoch_steps))
+    checkpoint.save(mngr, step, {'state': state, 'meta': meta_now}, eval_accuracy)
 
   bar = _progress(total, start_step)
   acc, t_interval, images_seen, train_time = None, time.perf_counter(), 0, 0.0
@@ -385,11 +394,18 @@ def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float) ->
     n = int(acc['count'])
     images_seen += n * config.batch_size
     train_time += seconds
+    epoch_sums = epoch_sums + np.array([acc['loss'], acc['accuracy']], np.float32)
+    epoch_steps += n
+    means = {}
+    if end_of_epoch:  # the epoch's mean, beside the interval's
+      means = {'epoch_loss': epoch_sums[0] / epoch_steps,
+               'epoch_accuracy': epoch_sums[1] / epoch_steps}
+      epoch_sums, epoch_steps = np.zeros(2, np.float32), 0
     record = writer.write(done, 'train', epoch=done / spe, loss=acc['loss'] / n,
                           accuracy=acc['accuracy'] / n,
                           learning_rate=float(trainer.schedule(step)),
                           images_per_sec=n * config.batch_size / seconds,
-                          elapsed_s=elapsed())
+                          elapsed_s=elapsed(), **means)
     acc = None
     eval_accuracy = None
     if end_of_epoch and trainer.eval_split is not None:
@@ -404,12 +420,12 @@ def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float) ->
       bar.set_postfix(epoch=f'{done / spe:.2f}', loss=f'{record["loss"]:.4f}',
                       acc=f'{record["accuracy"]:.4f}',
                       img_s=f'{record["images_per_sec"]:.0f}')
-    elif end_of_epoch or done == total:
+    elif end_of_epoch:
       extra = (f'  eval loss {record["eval_loss"]:.4f} acc {record["eval_accuracy"]:.4f}'
                if 'eval_accuracy' in record else '')
       eta = (total - done) * seconds / max(n, 1)
-      log(f'epoch {done / spe:.2f}/{config.num_epochs}  step {done}/{total}  train loss '
-          f'{record["loss"]:.4f} acc {record["accuracy"]:.4f}{extra}  '
+      log(f'epoch {done // spe}/{config.num_epochs}  step {done}/{total}  train loss '
+          f'{record["epoch_loss"]:.4f} acc {record["epoch_accuracy"]:.4f}{extra}  '
           f'{record["images_per_sec"]:.0f} img/s  ETA {eta:.0f}s')
     if done % ckpt_every == 0 or end_of_epoch or done == total:
       save(done, eval_accuracy)

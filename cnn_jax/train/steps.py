@@ -71,7 +71,7 @@ def _all_finite(tree) -> jax.Array:
 
 
 def train_step(state: TrainState, batch: dict, key, *, label_smoothing: float = 0.0,
-               ema_decay: float = 0.0):
+               ema_decay: float = 0.0, aux_loss_weight: float = 0.0):
   """One optimisation step; pure, meant to be jitted with the state donated.
 
   A step whose loss or gradients are not finite leaves the state unchanged (so the
@@ -84,6 +84,8 @@ def train_step(state: TrainState, batch: dict, key, *, label_smoothing: float = 
     key: the run's dropout key; the step's key is ``fold_in(key, state.step)``.
     label_smoothing: mass moved uniformly to all classes in the targets.
     ema_decay: decay of the parameter EMA (used only if ``state.ema_params`` is set).
+    aux_loss_weight: weight of each auxiliary classifier's loss (GoogLeNet: 0.3); the
+      model sows their logits as ``'*_logits'`` in the ``'intermediates'`` collection.
 
   Returns:
     ``(new_state, metrics)``: batch ``loss`` and ``accuracy`` (means), ``count`` (1) and
@@ -91,17 +93,24 @@ def train_step(state: TrainState, batch: dict, key, *, label_smoothing: float = 
   """
   dropout_key = jax.random.fold_in(key, state.step)
   mutable = ['batch_stats'] if state.batch_stats is not None else []
+  if aux_loss_weight:
+    mutable.append('intermediates')
 
   def loss_fn(params):
     # With a list for `mutable` (even an empty one) apply returns (out, updates).
     logits, updates = state.apply_fn(_variables(state, params), batch['image'], train=True,
                                      rngs={'dropout': dropout_key}, mutable=mutable)
     loss = cross_entropy(logits, batch['label'], label_smoothing).mean()
+    aux = updates.pop('intermediates', {})
+    for name, (aux_logits,) in aux.items():
+      if name.endswith('_logits'):
+        loss += aux_loss_weight * cross_entropy(aux_logits, batch['label'],
+                                                label_smoothing).mean()
     return loss, (logits, updates)
 
   (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   new_state = state.apply_gradients(grads=grads)
-  if mutable:
+  if state.batch_stats is not None:
     new_state = new_state.replace(batch_stats=updates['batch_stats'])
   if state.ema_params is not None:
     new_state = new_state.replace(ema_params=optax.incremental_update(

@@ -62,6 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 1000
   config.num_epochs = 3
   config.label_smoothing = 0.0
+  config.aux_loss_weight = 0.0  # auxiliary classifiers (GoogLeNet: 0.3)
   config.ema_decay = 0.0  # > 0: evaluate an EMA of the parameters
   config.half_precision = False  # bfloat16 compute, float32 parameters
 

@@ -2,9 +2,8 @@
 
 Szegedy et al. 2014 trained with asynchronous SGD, momentum 0.9 and a learning rate
 cut by 4% every 8 epochs, a schedule this optimizer config does not offer; a cosine
-decay stands in for it. ``aux_logits`` stays off until the train step adds the
-auxiliary heads' losses (weight 0.3, read from the ``'intermediates'`` collection);
-without that they would only cost time. torchvision's variant (6,624,904 parameters):
+decay stands in for it. The two auxiliary classifiers are trained with weight 0.3, as
+in the paper, and dropped at evaluation. torchvision's variant (6,624,904 parameters):
 ``--config.model.batch_norm=True --config.model.branch3_kernel=3``.
 """
 
@@ -25,9 +24,10 @@ def get_config() -> ml_collections.ConfigDict:
       branch3_kernel=5,
       batch_norm=False,
       dropout_rate=0.4,  # before the classifier
-      aux_logits=False,
+      aux_logits=True,
       aux_dropout_rate=0.7,
   ))
+  config.aux_loss_weight = 0.3
   config.optimizer.learning_rate = 0.01
   config.optimizer.weight_decay = 2e-4
   config.optimizer.schedule = 'cosine'
