@@ -271,3 +271,41 @@ def test_aux_loss_adds_the_weighted_auxiliary_cross_entropy():
   logits = model.apply({'params': state.params}, batch['image'])
   aux = cross_entropy(2.0 * logits, batch['label']).mean()
   np.testing.assert_allclose(with_aux['loss'], plain['loss'] + 0.3 * aux, rtol=1e-5)
+
+
+def test_half_precision_trains_in_bfloat16_with_float32_parameters(toy_dir, tmp_path):
+  config = tiny_config(toy_dir)
+  config.num_epochs = 1
+  config.half_precision = True
+  summary = train_and_evaluate(config, str(tmp_path), **QUIET)
+  assert np.isfinite(summary['test_loss'])
+  with open(os.path.join(str(tmp_path), 'metrics.jsonl')) as f:
+    assert all(np.isfinite(json.loads(line)['loss']) for line in f)
+  result = evaluate_checkpoint(str(tmp_path))  # restores float32 parameters
+  assert result['accuracy'] == summary['test_accuracy']
+
+
+class _Interrupt(Exception):
+  pass
+
+
+@pytest.mark.parametrize('stream', [False, True])
+def test_interrupted_run_resumes_to_the_same_result(toy_dir, tmp_path, stream):
+  """In memory and streamed from the host: stop after epoch 2's log line, resume."""
+  config = tiny_config(toy_dir)
+  config.dataset.stream = stream
+  config.checkpoint_every_steps = 0  # checkpoints at epoch ends only
+  reference = train_and_evaluate(config, str(tmp_path / 'ref'), **QUIET)
+
+  def stop_in_epoch_2(line):
+    if line.startswith('epoch 2/'):
+      raise _Interrupt  # before epoch 2's checkpoint: the resume starts at step 12
+
+  with pytest.raises(_Interrupt):
+    train_and_evaluate(config, str(tmp_path / 'cut'), log=stop_in_epoch_2)
+  lines = []
+  resumed = train_and_evaluate(config, str(tmp_path / 'cut'), log=lines.append)
+  assert lines[0] == f'resumed from step 12 in {tmp_path / "cut"}'
+  strip = lambda d: {k: v for k, v in d.items() if k not in TIMING}
+  assert strip(resumed) == strip(reference)
+  assert reference['test_accuracy'] > 0.3  # learns (chance 0.1) in both modes

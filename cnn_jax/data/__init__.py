@@ -13,6 +13,8 @@ The dataset config (``config.dataset``) has these fields:
   (``'train[:90%]'``, ``'train[90%:]'``); an empty ``eval_split`` means no validation
   split.
 * ``augment``: the fields of :class:`AugmentConfig`.
+* ``stream``: read through :func:`stream` even when the dataset fits in memory (the
+  training loop streams the catalog's large datasets regardless).
 * ``read_threads``: host threads of :func:`stream`, each reading one batch ahead.
 
 Prepare a dataset from local files with ``python -m cnn_jax.data prepare NAME

@@ -12,11 +12,13 @@ The workdir holds ``config.json``, ``metrics.jsonl``, ``summary.json`` and
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import subprocess
 import sys
 import time
+from typing import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +28,7 @@ import tqdm
 
 from cnn_jax import data as data_lib
 from cnn_jax import models
+from cnn_jax.data import catalog
 from cnn_jax.train import checkpoint, optim, sharding
 from cnn_jax.train.metrics import MetricsWriter
 from cnn_jax.train.steps import (NO_BAD_STEP, TrainState, accumulate, create_train_state,
@@ -103,7 +106,13 @@ def _eval_indices(n: int, batch_size: int):
 
 
 class Trainer:
-  """Holds the compiled steps and device data of one run; see :func:`train_and_evaluate`.
+  """Holds the compiled steps and the data of one run; see :func:`train_and_evaluate`.
+
+  Small datasets are loaded once and kept on the devices (replicated); every step
+  gathers its batch there. Large ones (``catalog`` marks them, or
+  ``dataset.stream=True``) are streamed from the host by :func:`cnn_jax.data.stream`,
+  each process reading its share, and assembled into globally sharded batches. Either
+  way the batch of step ``s`` depends only on (seed, ``s``).
 
   Args:
     config: the experiment ConfigDict.
@@ -115,27 +124,42 @@ class Trainer:
     self.mesh = mesh or sharding.make_mesh()
     sharding.check_batch_size(config.batch_size, self.mesh)
     sharding.check_batch_size(config.eval_batch_size, self.mesh, 'eval_batch_size')
-    splits = data_lib.load(config.dataset)
-    self.train_x, self.train_y = splits['train']
-    self.eval_split = splits.get('eval')
-    self.test_split = splits['test']
-    self.steps_per_epoch = len(self.train_y) // config.batch_size
+    ds = config.dataset
+    self.streamed = catalog.get(ds.name).stream or ds.get('stream', False)
+    self.has_eval = bool(ds.eval_split)
+    aug = data_lib.augment_config(ds)
+    if self.streamed:
+      builder = data_lib.ensure_prepared(ds)
+      num_train = builder.info.splits[ds.train_split].num_examples
+      feature = builder.info.features[builder.info.supervised_keys[0]]
+      example = (tuple(feature.shape), feature.np_dtype)
+      if None in example[0]:  # variable-size images: the host crops and resizes them
+        example = ((aug.image_size,) * 2 + example[0][-1:], example[1])
+        aug = aug.after_host_crop()
+    else:
+      splits = data_lib.load(ds)
+      train_x, train_y = splits['train']
+      num_train, example = len(train_y), (train_x.shape[1:], train_x.dtype)
+      self._splits = {'train': (_put_replicated(train_x, self.mesh),
+                                _put_replicated(train_y, self.mesh))}
+      self._host_splits = {k: v for k, v in splits.items() if k != 'train'}
+    self.steps_per_epoch = num_train // config.batch_size
     if self.steps_per_epoch == 0:
       raise ValueError(f'batch_size={config.batch_size} is larger than the training set '
-                       f'({len(self.train_y)} examples)')
+                       f'({num_train} examples)')
+    self.num_train = num_train
     self.total_steps = self.steps_per_epoch * config.num_epochs
     self.model = build_model(config)
     self.tx = optim.make_optimizer(config.optimizer, self.total_steps)
     self.schedule = optim.make_schedule(config.optimizer, self.total_steps)
     root = jax.random.key(config.seed)
     self.init_key, self.dropout_key, self.data_key, aug_key = jax.random.split(root, 4)
-    aug = data_lib.augment_config(config.dataset)
 
     replicated = sharding.replicated(self.mesh)
-    batched = sharding.batch_sharded(self.mesh)
+    self.batched = batched = sharding.batch_sharded(self.mesh)
     sample = jax.eval_shape(
         lambda x: data_lib.augment(x, None, aug, train=False),
-        jax.ShapeDtypeStruct((config.batch_size,) + self.train_x.shape[1:], self.train_x.dtype))
+        jax.ShapeDtypeStruct((config.batch_size,) + tuple(example[0]), example[1]))
     use_ema = bool(config.get('ema_decay', 0.0))
     self._init = jax.jit(functools.partial(create_train_state, self.model, self.tx,
                                            sample_input=sample, use_ema=use_ema),
@@ -145,26 +169,29 @@ class Trainer:
                                 aux_loss_weight=config.get('aux_loss_weight', 0.0))
     batch_size = config.batch_size
 
-    def train_on_slice(state, images, labels, perm, index, key):
-      idx = jax.lax.dynamic_slice(perm, (index * batch_size,), (batch_size,))
+    def train_on_batch(state, images, labels, key):
       # Augmentation randomness, like dropout's, is a function of the step alone.
-      inputs = data_lib.augment(images[idx], jax.random.fold_in(aug_key, state.step), aug)
-      batch = {'image': inputs, 'label': labels[idx]}
-      batch = jax.lax.with_sharding_constraint(batch, batched)
+      inputs = data_lib.augment(images, jax.random.fold_in(aug_key, state.step), aug)
+      batch = jax.lax.with_sharding_constraint({'image': inputs, 'label': labels}, batched)
       return step_fn(state, batch, key)
 
-    def eval_on_slice(state, images, labels, idx, mask):
-      inputs = data_lib.augment(images[idx], None, aug, train=False)
-      batch = {'image': inputs, 'label': labels[idx], 'mask': mask}
+    def train_on_slice(state, images, labels, perm, index, key):
+      idx = jax.lax.dynamic_slice(perm, (index * batch_size,), (batch_size,))
+      return train_on_batch(state, images[idx], labels[idx], key)
+
+    def eval_on_batch(state, images, labels, mask):
+      inputs = data_lib.augment(images, None, aug, train=False)
+      batch = {'image': inputs, 'label': labels, 'mask': mask}
       batch = jax.lax.with_sharding_constraint(batch, batched)
       return eval_step(state, batch, use_ema=use_ema)
 
-    self._train = jax.jit(train_on_slice, donate_argnums=0,
-                          out_shardings=(replicated, replicated))
-    self._eval = jax.jit(eval_on_slice, out_shardings=replicated)
-    self.images = _put_replicated(self.train_x, self.mesh)
-    self.labels = _put_replicated(self.train_y, self.mesh)
-    self._device_splits = {}
+    def eval_on_slice(state, images, labels, idx, mask):
+      return eval_on_batch(state, images[idx], labels[idx], mask)
+
+    self._train = jax.jit(train_on_batch if self.streamed else train_on_slice,
+                          donate_argnums=0, out_shardings=(replicated, replicated))
+    self._eval = jax.jit(eval_on_batch if self.streamed else eval_on_slice,
+                         out_shardings=replicated)
 
   def init_state(self) -> TrainState:
     """A fresh, replicated train state."""
@@ -174,20 +201,55 @@ class Trainer:
     """Shapes/dtypes/shardings of the train state, for restoring without initialising."""
     return jax.eval_shape(self._init, self.init_key)
 
-  def permutation(self, epoch: int):
-    """The epoch's example order: a function of (seed, epoch) only."""
-    return data_lib.epoch_permutation(self.data_key, epoch, len(self.train_y))
+  def batches(self, start_step: int) -> Iterator[tuple]:
+    """The data arguments of the train step for steps ``start_step, start_step + 1, ...``.
 
-  def compile_train_step(self, state):
-    """Compiles the train step ahead of time; returns the seconds it took."""
+    In memory: the device arrays, the epoch's permutation (a function of (seed,
+    epoch)) and the index of the batch in it. Streamed: the global image and label
+    batches of :func:`cnn_jax.data.stream` resumed at ``start_step``.
+    """
+    if self.streamed:
+      stream = data_lib.stream(self.config.dataset, self.config.dataset.train_split,
+                               batch_size=self.config.batch_size, seed=self.config.seed,
+                               start_step=start_step)
+      for batch in data_lib.prefetch_to_device(stream, self.batched):
+        yield batch['image'], batch['label']
+      return
+    images, labels = self._splits['train']
+    epoch, perm = None, None
+    for step in itertools.count(start_step):
+      if step // self.steps_per_epoch != epoch:
+        epoch = step // self.steps_per_epoch
+        perm = data_lib.epoch_permutation(self.data_key, epoch, self.num_train)
+      yield images, labels, perm, step % self.steps_per_epoch
+
+  def compile_train_step(self, state, args) -> float:
+    """Compiles the train step ahead of time for data ``args``; returns the seconds."""
     t0 = time.perf_counter()
-    self._train = self._train.lower(state, self.images, self.labels, self.permutation(0), 0,
-                                    self.dropout_key).compile()
+    self._train = self._train.lower(state, *args, self.dropout_key).compile()
     return time.perf_counter() - t0
 
-  def train_step(self, state, perm, index):
-    """Runs step ``index`` of the epoch whose permutation is ``perm``."""
-    return self._train(state, self.images, self.labels, perm, index, self.dropout_key)
+  def train_step(self, state, args):
+    """One step on the data arguments from :meth:`batches`."""
+    return self._train(state, *args, self.dropout_key)
+
+  def _eval_batches(self, split: str) -> Iterator[tuple]:
+    if self.streamed:
+      name = {'eval': self.config.dataset.eval_split,
+              'test': self.config.dataset.test_split}[split]
+      stream = data_lib.stream(self.config.dataset, name,
+                               batch_size=self.config.eval_batch_size,
+                               seed=self.config.seed, train=False)
+      for batch in data_lib.prefetch_to_device(stream, self.batched):
+        yield batch['image'], batch['label'], batch['mask']
+      return
+    if split not in self._splits:
+      x, y = self._host_splits[split]
+      self._splits[split] = (_put_replicated(x, self.mesh), _put_replicated(y, self.mesh))
+    images, labels = self._splits[split]
+    idx, mask = _eval_indices(labels.shape[0], self.config.eval_batch_size)
+    for b in range(idx.shape[0]):
+      yield images, labels, idx[b], mask[b]
 
   def evaluate(self, state, split: str) -> dict:
     """Loss, accuracy (and top-5 with more than 10 classes) over ``'eval'`` or ``'test'``.
@@ -199,15 +261,9 @@ class Trainer:
     Returns:
       ``{'loss', 'accuracy'[, 'top5_accuracy']}`` as floats.
     """
-    if split not in self._device_splits:
-      x, y = self.test_split if split == 'test' else self.eval_split
-      idx, mask = _eval_indices(len(y), self.config.eval_batch_size)
-      self._device_splits[split] = (_put_replicated(x, self.mesh),
-                                    _put_replicated(y, self.mesh), idx, mask)
-    images, labels, idx, mask = self._device_splits[split]
     totals = None
-    for b in range(idx.shape[0]):
-      out = self._eval(state, images, labels, idx[b], mask[b])
+    for args in self._eval_batches(split):
+      out = self._eval(state, *args)
       totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
     totals = jax.device_get(totals)
     result = {'loss': float(totals['loss_sum'] / totals['count']),
@@ -296,7 +352,7 @@ def evaluate_checkpoint(workdir: str, which: str = 'latest', split: str = 'test'
     if best_step < 0:
       raise FileNotFoundError(f'{workdir} has no evaluated checkpoint (no eval split)')
     step, items = checkpoint.restore(mngr, target, best_step)
-  if split == 'eval' and trainer.eval_split is None:
+  if split == 'eval' and not trainer.has_eval:
     raise ValueError(f'the run in {workdir} has no eval split')
   return {'step': step, 'split': split, **trainer.evaluate(items['state'], split)}
 
@@ -356,7 +412,10 @@ def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float) ->
   epoch_steps = int(meta['epoch_steps'])
   num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
   writer = MetricsWriter(workdir, start_step, tensorboard=config.get('tensorboard', True))
-  compile_s = trainer.compile_train_step(state)
+  batches = trainer.batches(start_step)
+  first = next(batches)
+  compile_s = trainer.compile_train_step(state, first)
+  batches = itertools.chain([first], batches)
 
   spe, total = trainer.steps_per_epoch, trainer.total_steps
   log_every = config.get('log_every_steps', 0) or spe
@@ -369,12 +428,8 @@ def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float) ->
 
   bar = _progress(total, start_step)
   acc, t_interval, images_seen, train_time = None, time.perf_counter(), 0, 0.0
-  perm_epoch, perm = None, None
-  for step in range(start_step, total):
-    epoch, index = divmod(step, spe)
-    if epoch != perm_epoch:
-      perm_epoch, perm = epoch, trainer.permutation(epoch)
-    state, metrics = trainer.train_step(state, perm, index)
+  for step, args in zip(range(start_step, total), batches):
+    state, metrics = trainer.train_step(state, args)
     acc = accumulate(acc, metrics)
     done = step + 1
     end_of_epoch = done % spe == 0
@@ -408,7 +463,7 @@ def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float) ->
                           elapsed_s=elapsed(), **means)
     acc = None
     eval_accuracy = None
-    if end_of_epoch and trainer.eval_split is not None:
+    if end_of_epoch and trainer.has_eval:
       result = trainer.evaluate(state, 'eval')
       eval_accuracy = result['accuracy']
       if eval_accuracy >= best['accuracy']:  # ties: the later step, as checkpoint.py keeps

@@ -24,6 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.train_split = 'train'  # e.g. 'train[:90%]' with eval_split 'train[90%:]'
   config.dataset.eval_split = ''  # empty: no validation split
   config.dataset.test_split = 'test'
+  config.dataset.stream = False  # stream from the host even if it fits in memory
   config.dataset.read_threads = 4  # streamed (large) datasets: batches read ahead on host
   config.dataset.augment = ml_collections.ConfigDict()
   config.dataset.augment.crop_padding = 0  # CIFAR: 4
@@ -60,7 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.batch_size = 128
   config.eval_batch_size = 1000
-  config.num_epochs = 3
+  config.num_epochs = 6
   config.label_smoothing = 0.0
   config.aux_loss_weight = 0.0  # auxiliary classifiers (GoogLeNet: 0.3)
   config.ema_decay = 0.0  # > 0: evaluate an EMA of the parameters
