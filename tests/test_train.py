@@ -309,3 +309,17 @@ def test_interrupted_run_resumes_to_the_same_result(toy_dir, tmp_path, stream):
   strip = lambda d: {k: v for k, v in d.items() if k not in TIMING}
   assert strip(resumed) == strip(reference)
   assert reference['test_accuracy'] > 0.3  # learns (chance 0.1) in both modes
+
+
+def test_metrics_writer_truncates_on_resume_and_writes_tensorboard(tmp_path):
+  from cnn_jax.train.metrics import MetricsWriter
+  writer = MetricsWriter(str(tmp_path), tensorboard=True)
+  for step in (10, 20, 30):
+    writer.write(step, 'train', loss=1.0 / step)
+  writer.close()
+  with open(tmp_path / 'metrics.jsonl', 'a') as f:
+    f.write('{"step": 40, "split": "tr')  # a line cut by a kill
+  MetricsWriter(str(tmp_path), resume_step=20, tensorboard=False)
+  assert [r['step'] for r in _records(str(tmp_path))] == [10, 20]
+  assert any(name.startswith('events.out.tfevents')
+             for name in os.listdir(tmp_path / 'tensorboard'))

@@ -7,17 +7,19 @@ import math
 import os
 
 import jax
+from absl import logging
 
 METRICS_FILE = 'metrics.jsonl'
 
 
 def _tensorboard_writer(logdir: str):
-  """A TensorBoard writer if TensorFlow's summary API is importable, else None."""
+  """A TensorBoard writer if tensorflow and tensorboard are importable, else None."""
   try:
-    from flax.metrics import tensorboard  # needs tensorflow; optional
-    return tensorboard.SummaryWriter(logdir)
-  except ImportError:
+    from flax.metrics import tensorboard  # needs tensorflow + tensorboard; optional
+  except ImportError as e:
+    logging.warning('TensorBoard logging is off (%s); metrics.jsonl has every metric', e)
     return None
+  return tensorboard.SummaryWriter(logdir)
 
 
 class MetricsWriter:
