@@ -7,9 +7,13 @@ Multi-host: pass --coordinator_address/--num_processes/--process_id on every pro
 (or nothing on clusters where jax.distributed.initialize() detects them itself).
 """
 
+import os
 import sys
 
-from absl import app, flags
+# TensorFlow (the data layer's) C++ start-up chatter; set before anything imports it.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from cnn_jax import config_utils
@@ -24,8 +28,9 @@ if __name__ == '__main__':
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', _DEFAULT_CONFIG, 'Experiment config file.')
-_WORKDIR = flags.DEFINE_string('workdir', 'runs/fashion_mnist_cnn',
-                               'Run directory (config.json, metrics, checkpoints).')
+_WORKDIR = flags.DEFINE_string(
+    'workdir', None, 'Run directory (config.json, metrics, checkpoints); default '
+    'runs/<config file name>.')
 _COORDINATOR = flags.DEFINE_string('coordinator_address', None,
                                    'host:port of process 0, for multi-host runs.')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in a multi-host run.')
@@ -35,9 +40,15 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process in a multi-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:
+    # Orbax and TFDS log every save and read at INFO; --verbosity=0 brings them back.
+    logging.set_verbosity(logging.WARNING)
   sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                   _PROCESS_ID.value)
-  summary = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  config_file = config_flags.get_config_filename(flags.FLAGS['config'])
+  workdir = _WORKDIR.value or os.path.join(
+      'runs', os.path.splitext(os.path.basename(config_file.partition(':')[0]))[0])
+  summary = train_and_evaluate(_CONFIG.value, workdir)
   print(format_summary(summary))
 
 
