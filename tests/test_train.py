@@ -98,7 +98,8 @@ def test_rerun_of_a_finished_workdir_resumes_without_training(toy_dir, finished_
   lines = []
   again = train_and_evaluate(tiny_config(toy_dir), workdir, log=lines.append)
   assert lines == [f'resumed from step 36 in {workdir}']
-  assert again['test_accuracy'] == summary['test_accuracy']
+  assert again == json.loads(json.dumps(summary))  # reported again, timings included
+  assert [r['split'] for r in _records(workdir)].count('test') == 1
 
 
 def test_evaluate_checkpoint_reads_the_workdir(finished_run):
@@ -316,10 +317,12 @@ def test_metrics_writer_truncates_on_resume_and_writes_tensorboard(tmp_path):
   writer = MetricsWriter(str(tmp_path), tensorboard=True)
   for step in (10, 20, 30):
     writer.write(step, 'train', loss=1.0 / step)
+  writer.write(20, 'test', accuracy=0.5)  # a final test record: rewritten by the resume
   writer.close()
   with open(tmp_path / 'metrics.jsonl', 'a') as f:
     f.write('{"step": 40, "split": "tr')  # a line cut by a kill
   MetricsWriter(str(tmp_path), resume_step=20, tensorboard=False)
-  assert [r['step'] for r in _records(str(tmp_path))] == [10, 20]
+  assert [(r['step'], r['split']) for r in _records(str(tmp_path))] == [(10, 'train'),
+                                                                         (20, 'train')]
   assert any(name.startswith('events.out.tfevents')
              for name in os.listdir(tmp_path / 'tensorboard'))

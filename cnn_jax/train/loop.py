@@ -406,6 +406,10 @@ def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float) ->
     with open(config_path, 'w') as f:
       json.dump({'config': config.to_dict(), 'environment': _environment()}, f, indent=2,
                 default=str)
+  summary_path = os.path.join(workdir, SUMMARY_FILE)
+  if start_step >= trainer.total_steps and os.path.exists(summary_path):
+    with open(summary_path) as f:
+      return json.load(f)  # a finished run: report it again, rewrite nothing
   prior_elapsed = float(meta['elapsed_s'])
   best = {'accuracy': float(meta['best_eval_accuracy']), 'step': int(meta['best_eval_step'])}
   epoch_sums = np.asarray(meta['epoch_sums'], np.float32)  # (loss, accuracy) this epoch
@@ -487,8 +491,6 @@ def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float) ->
     t_interval = time.perf_counter()
   if bar is not None:
     bar.close()
-  if mngr.latest_step() != total:
-    save(total)  # e.g. a run resumed after its last step: make the final state explicit
 
   test = trainer.evaluate(state, 'test')
   writer.write(total, 'test', epoch=total / spe, elapsed_s=elapsed(), **test)
@@ -504,7 +506,7 @@ def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float) ->
       'num_params': num_params,
   }
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, SUMMARY_FILE), 'w') as f:
+    with open(summary_path, 'w') as f:
       json.dump(summary, f, indent=2)
   return summary
 

@@ -25,8 +25,8 @@ def _tensorboard_writer(logdir: str):
 class MetricsWriter:
   """Appends one JSON object per event to ``workdir/metrics.jsonl``.
 
-  A resumed run first drops the records logged after its checkpoint's step, so the
-  file reads as if the run had never been interrupted.
+  A resumed run first drops the records logged after its checkpoint's step (and any
+  final test record), so the file reads as if the run had never been interrupted.
 
   Args:
     workdir: the run directory.
@@ -49,7 +49,8 @@ class MetricsWriter:
           record = json.loads(line)
         except json.JSONDecodeError:
           break  # a line cut by a kill: everything after it is newer anyway
-        if record.get('step', 0) <= resume_step:
+        # The test evaluation closes a run; a resumed run writes its own.
+        if record.get('step', 0) <= resume_step and record.get('split') != 'test':
           kept.append(line)
       tmp = self.path + '.tmp'
       with open(tmp, 'w') as f:
