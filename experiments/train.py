@@ -4,7 +4,7 @@
       --workdir runs/fashion_mnist_cnn --config.num_epochs=5 --config.model.dropout_rate=0.3
 
 Multi-host: pass --coordinator_address/--num_processes/--process_id on every process
-(or nothing on clusters where jax.distributed.initialize() detects them itself).
+(or nothing under SLURM / Open MPI, whose environment jax.distributed reads itself).
 """
 
 import os

@@ -7,6 +7,8 @@ runs with trivial shardings.
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -50,17 +52,22 @@ def check_batch_size(batch_size: int, mesh: Mesh, name: str = 'batch_size') -> N
 def initialize_distributed(coordinator_address: str | None = None,
                            num_processes: int | None = None,
                            process_id: int | None = None) -> None:
-  """Joins a multi-host run when asked to; a no-op for single-process runs.
+  """Joins a multi-host run when there is one; a no-op for single-process runs.
+
+  A run is multi-host when ``coordinator_address`` is given, when
+  ``JAX_COORDINATOR_ADDRESS`` is set, or when a SLURM or Open MPI launcher started
+  several tasks; in the last two cases ``jax.distributed.initialize`` reads the rest
+  from the environment.
 
   Args:
-    coordinator_address: ``host:port`` of process 0; None with the other two also
-      None means single-process (unless the cluster environment, e.g. SLURM, is
-      detected by setting ``JAX_COORDINATOR_ADDRESS``).
+    coordinator_address: ``host:port`` of process 0.
     num_processes: total number of processes.
     process_id: this process's index.
   """
-  import os
-  if coordinator_address is None and 'JAX_COORDINATOR_ADDRESS' not in os.environ:
+  launched = any(int(os.environ.get(var, '1')) > 1
+                 for var in ('SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE'))
+  if coordinator_address is None and 'JAX_COORDINATOR_ADDRESS' not in os.environ \
+      and not launched:
     return
   # Cross-process collectives on CPU devices go through gloo; the setting only affects
   # the CPU client, and asking for the backend here would initialise it too early.
