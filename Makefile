@@ -3,6 +3,6 @@
 setup:
 	bash setup.sh
 train: setup
-	.venv/bin/python -m experiments.train
+	.venv/bin/python -m experiments.train --workdir runs/fashion_mnist_cnn
 test: setup
 	.venv/bin/python -m pytest -q tests
