@@ -320,6 +320,46 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(tuples(saved))
 
 
+def restore_workdir(workdir: str, which: str = 'latest'):
+  """Restores a saved train state of a workdir, read-only.
+
+  Args:
+    workdir: a run directory written by :func:`train_and_evaluate`.
+    which: ``'latest'``, ``'best'`` (by eval accuracy) or a step number.
+
+  Returns:
+    ``(trainer, step, state)``: the run's :class:`Trainer` (model, data, steps), the
+    restored step and its :class:`TrainState`.
+
+  Raises:
+    FileNotFoundError: if the directory is not a workdir or there is no such checkpoint.
+    checkpoint.CheckpointError: if it cannot be restored.
+  """
+  config = load_workdir_config(workdir)
+  directory = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f'{workdir} has no checkpoints/ folder: train it first with '
+                            f'python -m experiments.train --workdir {workdir}')
+  trainer = Trainer(config)
+  mngr = checkpoint.manager(directory, read_only=True)
+  target = {'state': trainer.abstract_state(), 'meta': _meta()}
+  step = None if which in ('latest', 'best') else int(which)
+  if step is not None and step not in mngr.all_steps():
+    raise FileNotFoundError(f'no checkpoint at step {step} in {workdir}; saved steps: '
+                            f'{sorted(mngr.all_steps())}')
+  step, items = checkpoint.restore(mngr, target, step)
+  if step is None:
+    raise FileNotFoundError(f'no checkpoint in {directory}: train the workdir first (or '
+                            f'let a run finish its first save)')
+  if which == 'best':
+    best_step = int(items['meta']['best_eval_step'])
+    if best_step < 0:
+      raise FileNotFoundError(f'{workdir} has no evaluated checkpoint (no eval split)')
+    step, items = checkpoint.restore(mngr, target, best_step)
+  mngr.close()
+  return trainer, step, items['state']
+
+
 def evaluate_checkpoint(workdir: str, which: str = 'latest', split: str = 'test') -> dict:
   """Evaluates a saved checkpoint of a workdir (read-only: nothing is written).
 
@@ -333,28 +373,13 @@ def evaluate_checkpoint(workdir: str, which: str = 'latest', split: str = 'test'
 
   Raises:
     FileNotFoundError: if there is no such checkpoint.
+    ValueError: for ``split='eval'`` on a run without an eval split.
     checkpoint.CheckpointError: if it cannot be restored.
   """
-  config = load_workdir_config(workdir)
-  trainer = Trainer(config)
-  mngr = checkpoint.manager(os.path.join(workdir, 'checkpoints'), read_only=True)
-  meta = _meta()
-  target = {'state': trainer.abstract_state(), 'meta': meta}
-  step = None if which in ('latest', 'best') else int(which)
-  if step is not None and step not in mngr.all_steps():
-    raise FileNotFoundError(f'no checkpoint at step {step} in {workdir}; saved steps: '
-                            f'{sorted(mngr.all_steps())}')
-  step, items = checkpoint.restore(mngr, target, step)
-  if step is None:
-    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints')
-  if which == 'best':
-    best_step = int(items['meta']['best_eval_step'])
-    if best_step < 0:
-      raise FileNotFoundError(f'{workdir} has no evaluated checkpoint (no eval split)')
-    step, items = checkpoint.restore(mngr, target, best_step)
+  trainer, step, state = restore_workdir(workdir, which)
   if split == 'eval' and not trainer.has_eval:
     raise ValueError(f'the run in {workdir} has no eval split')
-  return {'step': step, 'split': split, **trainer.evaluate(items['state'], split)}
+  return {'step': step, 'split': split, **trainer.evaluate(state, split)}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log=print,

@@ -92,5 +92,6 @@ def bars(ax, values, title: str = '', x=None, color: str = 'tab:blue', labels: b
       ax.annotate(f'{v:g}', (xi, v), ha='center', va='bottom' if v >= 0 else 'top',
                   fontsize=7, xytext=(0, 1 if v >= 0 else -1), textcoords='offset points')
   ax.axhline(0, color='black', lw=0.5)
+  ax.margins(y=0.25)  # room for the value labels above and below the bars
   ax.set_title(title, fontsize=9)
   ax.tick_params(labelsize=7)

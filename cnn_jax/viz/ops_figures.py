@@ -63,7 +63,11 @@ def conv1d_weighted_sum(signal, kernel, position: int = 0) -> Plot:
   for patch, c in zip(axes[0, 0].patches, colors):
     patch.set_color(c)
   bars(axes[1, 0], kernel, 'kernel w', color='tab:green')
-  terms = ' + '.join(f'{w:g}·{x:g}' for w, x in zip(kernel, signal[position:position + k]))
+  def num(v):
+    return f'({v:g})' if v < 0 else f'{v:g}'
+
+  terms = ' + '.join(f'{num(w)}·{num(x)}'
+                     for w, x in zip(kernel, signal[position:position + k]))
   bars(axes[2, 0], out, f'output y[{position}] = {terms} = {out[position]:g}')
   axes[2, 0].patches[position].set_color('tab:orange')
   axes[2, 0].set_xlim(axes[0, 0].get_xlim())
@@ -117,8 +121,10 @@ def stride_and_padding_1d(signal, kernel,
     length = lengths[(p, s)] = ops.output_size(n, k, s, p)
     padded = np.pad(signal, p)
     x = np.arange(-p, n + p)
-    ax.bar(x, padded, color=['lightgray' if not 0 <= i < n else 'tab:blue' for i in x],
-           width=0.8, label='input (gray: zero padding)')
+    ax.bar(x, padded, color='tab:blue', width=0.8, label='input')
+    if p:
+      pads = np.concatenate([np.arange(-p, 0), np.arange(n, n + p)])
+      ax.plot(pads, np.zeros(len(pads)), 's', color='gray', label='zero padding')
     # Output j is centred on its window, which starts at input j * s - p.
     centres = np.arange(len(out)) * s - p + (k - 1) / 2
     ax.plot(centres, out, 'o-', color='tab:red', label='output')
@@ -145,7 +151,7 @@ def correlation_vs_convolution(a, v) -> Plot:
   conv = _np(ops.convolve1d(jnp.asarray(a), jnp.asarray(v)))
   fig, axes = new_figure(1, 2, 2.6, sharey=True)
   bars(axes[0, 0], corr, f'correlation (conv1d, FULL): kernel {v.tolist()} as is')
-  bars(axes[0, 1], conv, f'convolution (convolve1d): kernel flipped', color='tab:purple')
+  bars(axes[0, 1], conv, 'convolution (convolve1d): kernel flipped', color='tab:purple')
   return Plot(fig, {'correlation': corr, 'convolution': conv})
 
 
@@ -255,8 +261,6 @@ def pooling_grid(grid) -> Plot:
   fig, axes = new_figure(1, 3, 3.2)
   show_image(axes[0, 0], grid, 'input (red: the maxima kept)', cmap='Blues')
   write_numbers(axes[0, 0], grid, highlight=kept)
-  for ax in axes[0]:
-    ax.set_xticks(np.arange(-0.5, ax.images[0].get_array().shape[1], 1), minor=True)
   for i in range(0, grid.shape[0] + 1, 2):
     axes[0, 0].axhline(i - 0.5, color='black', lw=1.5)
   for j in range(0, grid.shape[1] + 1, 2):
