@@ -52,7 +52,8 @@ def _git_commit() -> str:
     return 'unknown'
 
 
-def _environment() -> dict:
+def environment() -> dict:
+  """Versions, devices and git commit of this run, for config.json and benchmarks."""
   import flax
   import optax
   return {'jax': jax.__version__, 'flax': flax.__version__, 'optax': optax.__version__,
@@ -117,15 +118,19 @@ class Trainer:
   Args:
     config: the experiment ConfigDict.
     mesh: the device mesh (default: all devices).
+    splits: host arrays to hold in memory instead of reading ``config.dataset``, keyed
+      like the result of :func:`cnn_jax.data.load` (benchmarks pass synthetic data);
+      default: read the dataset.
   """
 
-  def __init__(self, config, mesh=None):
+  def __init__(self, config, mesh=None, splits=None):
     self.config = config
     self.mesh = mesh or sharding.make_mesh()
     sharding.check_batch_size(config.batch_size, self.mesh)
     sharding.check_batch_size(config.eval_batch_size, self.mesh, 'eval_batch_size')
     ds = config.dataset
-    self.streamed = catalog.get(ds.name).stream or ds.get('stream', False)
+    self.streamed = splits is None and (catalog.get(ds.name).stream or
+                                        ds.get('stream', False))
     self.has_eval = bool(ds.eval_split)
     aug = data_lib.augment_config(ds)
     if self.streamed:
@@ -137,7 +142,7 @@ class Trainer:
         example = ((aug.image_size,) * 2 + example[0][-1:], example[1])
         aug = aug.after_host_crop()
     else:
-      splits = data_lib.load(ds)
+      splits = data_lib.load(ds) if splits is None else splits
       train_x, train_y = splits['train']
       num_train, example = len(train_y), (train_x.shape[1:], train_x.dtype)
       self._splits = {'train': (_put_replicated(train_x, self.mesh),
@@ -223,11 +228,22 @@ class Trainer:
         perm = data_lib.epoch_permutation(self.data_key, epoch, self.num_train)
       yield images, labels, perm, step % self.steps_per_epoch
 
-  def compile_train_step(self, state, args) -> float:
-    """Compiles the train step ahead of time for data ``args``; returns the seconds."""
+  def compile(self, state, start_step: int = 0):
+    """Compiles the train step ahead of time for this run's data.
+
+    Args:
+      state: the train state the run starts from.
+      start_step: the first step to run.
+
+    Returns:
+      ``(seconds, batches)``: the compile time, and :meth:`batches` from
+      ``start_step`` (the batch used to compile included).
+    """
+    batches = self.batches(start_step)
+    first = next(batches)
     t0 = time.perf_counter()
-    self._train = self._train.lower(state, *args, self.dropout_key).compile()
-    return time.perf_counter() - t0
+    self._train = self._train.lower(state, *first, self.dropout_key).compile()
+    return time.perf_counter() - t0, itertools.chain([first], batches)
 
   def train_step(self, state, args):
     """One step on the data arguments from :meth:`batches`."""
@@ -429,7 +445,7 @@ def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float) ->
     # Written only once the workdir is known to be usable, and never rewritten: a
     # failed resume must not change what the workdir says about its run.
     with open(config_path, 'w') as f:
-      json.dump({'config': config.to_dict(), 'environment': _environment()}, f, indent=2,
+      json.dump({'config': config.to_dict(), 'environment': environment()}, f, indent=2,
                 default=str)
   summary_path = os.path.join(workdir, SUMMARY_FILE)
   if start_step >= trainer.total_steps and os.path.exists(summary_path):
@@ -441,10 +457,7 @@ def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float) ->
   epoch_steps = int(meta['epoch_steps'])
   num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
   writer = MetricsWriter(workdir, start_step, tensorboard=config.get('tensorboard', True))
-  batches = trainer.batches(start_step)
-  first = next(batches)
-  compile_s = trainer.compile_train_step(state, first)
-  batches = itertools.chain([first], batches)
+  compile_s, batches = trainer.compile(state, start_step)
 
   spe, total = trainer.steps_per_epoch, trainer.total_steps
   log_every = config.get('log_every_steps', 0) or spe

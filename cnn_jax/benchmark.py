@@ -1,0 +1,345 @@
+"""Throughput of the project's own train and eval steps, per model and batch size.
+
+  python -m experiments.benchmark --config experiments/configs/fashion_mnist_cnn.py \
+      --batch_sizes 128,256 --steps 20 --repeats 3 --out experiments/results/benchmarks/NAME
+
+Each case is a config (its model, optimizer and augmentation) or a bare registered model
+(on the default experiment's optimizer), at one batch size. The steps are those
+:func:`cnn_jax.train.loop.train_and_evaluate` runs, built by its
+:class:`~cnn_jax.train.loop.Trainer` on data held in device memory: synthetic (uniform
+random images and labels, the default) or the config's real dataset. So the numbers are
+the step's device work, not an input pipeline's.
+
+Per case:
+
+* ``compile_s``: lowering and compiling the jitted train step.
+* ``train_images_per_sec`` / ``eval_images_per_sec``: batch size x ``steps`` / the median
+  wall time of ``repeats`` windows of ``steps`` steps, timed after ``warmup_steps``
+  steps (eval: after one untimed window) and ended by ``jax.block_until_ready``. An
+  eval window is one :meth:`~cnn_jax.train.loop.Trainer.evaluate` over ``steps``
+  batches.
+* ``train_flops_per_sec``: ``train_images_per_sec`` x ``train_flops_per_example``,
+  taken as 3 x the forward FLOPs of :func:`cnn_jax.summary.summarize` (multiply-add = 2;
+  the backward pass counted as twice the forward).
+* ``peak_memory_bytes``: the device's ``peak_bytes_in_use`` where the backend reports it
+  (GPU), else the process's maximum resident set size (CPU); both are peaks over the
+  process so far, not per case (``peak_memory_kind`` says which).
+
+``time_to_accuracy`` trains a config with ``train_and_evaluate`` on its real data in a
+temporary workdir and reports the wall time and the final test accuracy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import itertools
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from typing import Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+from cnn_jax import config_utils, models
+from cnn_jax import data as data_lib
+from cnn_jax.data import catalog
+from cnn_jax.summary import summarize
+from cnn_jax.train import loop
+
+DEFAULT_CONFIG = 'experiments/configs/fashion_mnist_cnn.py'
+# The backward pass costs about twice the forward (two matmuls per forward one).
+TRAIN_FLOPS_PER_FORWARD = 3
+FLOPS_NOTE = ('train FLOPs per example = 3 x the forward FLOPs of cnn_jax.summary '
+              '(multiply-add = 2; backward taken as 2x forward)')
+RESULTS_JSON = 'results.json'
+RESULTS_MD = 'results.md'
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  """What to benchmark: an experiment config and the model input shape it implies.
+
+  Attributes:
+    name: label in the results (config file stem or model name).
+    source: the config file, or ``'model NAME'`` for a bare registered model.
+    config: the experiment ConfigDict (batch sizes are set per run).
+    input_shape: one model input's shape, without the batch axis.
+  """
+  name: str
+  source: str
+  config: ml_collections.ConfigDict
+  input_shape: tuple[int, ...]
+
+
+def config_case(spec: str) -> Case:
+  """A case from a config file (``path[:arg]``, as ``--config`` takes it).
+
+  Raises:
+    ValueError: if the file does not exist, or its dataset has no fixed input shape.
+  """
+  path = spec.partition(':')[0]
+  if not os.path.isfile(path):
+    raise ValueError(f'config file {path!r} not found')
+  config = config_utils.load_config(spec)
+  shape = catalog.model_input_shape(config.dataset)
+  if shape is None:
+    raise ValueError(f'{spec}: dataset {config.dataset.name} has variable-size images; '
+                     f'set dataset.augment.image_size in the config')
+  models.create(**config.model)  # an unknown model or field fails here, not mid-run
+  return Case(os.path.splitext(os.path.basename(path))[0], spec, config, shape)
+
+
+def model_case(name: str, input_shape: Sequence[int], num_classes: int = 10) -> Case:
+  """A case for a bare registered model, trained as the default experiment trains.
+
+  Args:
+    name: a registered model name (see :func:`cnn_jax.models.names`).
+    input_shape: one input's shape, e.g. ``(28, 28, 1)``; 2-D inputs are benchmarked as
+      uint8 images, 1-D ones as float32 signals (as the datasets store them).
+    num_classes: size of the output layer.
+
+  Raises:
+    ValueError: for an unknown model (listing the registered ones).
+  """
+  models.create(name, num_classes=num_classes)
+  config = config_utils.load_config(DEFAULT_CONFIG)
+  config.model = ml_collections.ConfigDict({'name': name, 'num_classes': num_classes})
+  return Case(name, f'model {name}', config, tuple(input_shape))
+
+
+def _synthetic(shape: tuple[int, ...], n: int, num_classes: int, rng) -> tuple:
+  """``n`` random examples stored as the datasets store them (uint8 images, float signals)."""
+  if len(shape) == 3:
+    images = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+  else:
+    images = rng.standard_normal((n, *shape), dtype=np.float32)
+  return images, rng.integers(0, num_classes, n, dtype=np.int32)
+
+
+def _splits(case: Case, config, n: int, data: str) -> dict:
+  """Train and test splits of ``n`` examples (real data: the train split in full)."""
+  if data == 'synthetic':
+    rng = np.random.default_rng(config.seed)
+    num_classes = config.model.get('num_classes', 10)
+    return {split: _synthetic(case.input_shape, n, num_classes, rng)
+            for split in ('train', 'test')}
+  if data != 'real':
+    raise ValueError(f'data={data!r}; expected synthetic or real')
+  if catalog.get(config.dataset.name).stream:
+    raise ValueError(f'{case.name}: {config.dataset.name} is streamed from the host; '
+                     f'benchmark it with synthetic data')
+  splits = data_lib.load(config.dataset)
+  images, labels = splits['test']
+  return {'train': splits['train'], 'test': (images[:n], labels[:n])}
+
+
+def _median_window(run_window, repeats: int) -> tuple[float, list[float]]:
+  """Median and all wall times of ``repeats`` calls of ``run_window`` (which syncs)."""
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    run_window()
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times), times
+
+
+def peak_memory() -> tuple[int, str]:
+  """The process's peak memory so far: device peak where reported, else max RSS.
+
+  Returns:
+    ``(bytes, kind)``, kind ``'device peak_bytes_in_use'`` or ``'process max RSS'``.
+  """
+  stats = jax.devices()[0].memory_stats() or {}
+  if 'peak_bytes_in_use' in stats:
+    return int(stats['peak_bytes_in_use']), 'device peak_bytes_in_use'
+  # Linux reports ru_maxrss in KiB.
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, 'process max RSS'
+
+
+def benchmark_case(case: Case, batch_size: int, *, steps: int = 20, repeats: int = 3,
+                   warmup_steps: int = 3, data: str = 'synthetic') -> dict:
+  """Compile time, train and eval throughput, FLOP/s and peak memory of one case.
+
+  Args:
+    case: from :func:`config_case` or :func:`model_case`.
+    batch_size: train and eval batch size.
+    steps: steps per timed window.
+    repeats: timed windows; the median is reported.
+    warmup_steps: untimed train steps after compiling.
+    data: ``'synthetic'`` or ``'real'`` (the config's dataset, which must fit in memory).
+
+  Returns:
+    One record; the fields are described in this module's docstring.
+
+  Raises:
+    ValueError: for a bad ``data`` value, or real data of a streamed dataset.
+  """
+  if min(steps, repeats) < 1 or warmup_steps < 0:
+    raise ValueError(f'steps={steps} and repeats={repeats} must be >= 1, '
+                     f'warmup_steps={warmup_steps} >= 0')
+  config = ml_collections.ConfigDict(case.config.to_dict())
+  config.batch_size = config.eval_batch_size = batch_size
+  config.dataset.eval_split = ''  # only the test split is timed
+  trainer = loop.Trainer(config, splits=_splits(case, config, batch_size * steps, data))
+
+  state = trainer.init_state()
+  compile_s, batches = trainer.compile(state)
+
+  def train_window(n):
+    nonlocal state
+    for _ in range(n):
+      state, _ = trainer.train_step(state, next(batches))
+    jax.block_until_ready(state)
+
+  train_window(warmup_steps)
+  train_s, train_windows = _median_window(lambda: train_window(steps), repeats)
+  trainer.evaluate(state, 'test')  # compiles the eval step
+  eval_s, eval_windows = _median_window(lambda: trainer.evaluate(state, 'test'), repeats)
+
+  summary = summarize(trainer.model, case.input_shape)
+  train_flops = TRAIN_FLOPS_PER_FORWARD * summary.flops
+  train_ips = batch_size * steps / train_s
+  memory, memory_kind = peak_memory()
+  return {
+      'name': case.name, 'source': case.source, 'model': config.model.name,
+      'data': data, 'input_shape': list(case.input_shape), 'batch_size': batch_size,
+      'steps': steps, 'repeats': repeats, 'warmup_steps': warmup_steps,
+      'params': summary.params, 'forward_flops_per_example': summary.flops,
+      'train_flops_per_example': train_flops, 'compile_s': compile_s,
+      'train_images_per_sec': train_ips, 'train_window_s': train_windows,
+      'eval_images_per_sec': batch_size * steps / eval_s, 'eval_window_s': eval_windows,
+      'train_flops_per_sec': train_ips * train_flops,
+      'peak_memory_bytes': memory, 'peak_memory_kind': memory_kind,
+  }
+
+
+def time_to_accuracy(case: Case, target: float, log=print) -> dict:
+  """Trains a config on its real data with ``train_and_evaluate`` in a temporary workdir.
+
+  Args:
+    case: a config case (its own batch size and epochs are used).
+    target: the test accuracy to reach, e.g. 0.91.
+    log: called with the loop's progress lines.
+
+  Returns:
+    ``{'name', 'source', 'target', 'test_accuracy', 'reached', 'wall_s', 'compile_s',
+    'epochs', 'batch_size', 'train_images_per_sec'}``.
+  """
+  with tempfile.TemporaryDirectory() as workdir:
+    summary = loop.train_and_evaluate(case.config, workdir, log=log)
+  return {'name': case.name, 'source': case.source, 'target': target,
+          'test_accuracy': summary['test_accuracy'],
+          'reached': summary['test_accuracy'] >= target, 'wall_s': summary['wall_s'],
+          'compile_s': summary['compile_s'], 'epochs': summary['epochs'],
+          'batch_size': case.config.batch_size,
+          'train_images_per_sec': summary['train_images_per_sec']}
+
+
+def _cpu_model() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def environment(command: str) -> dict:
+  """Hardware, versions, date and command line, to store beside the numbers."""
+  devices = jax.devices()
+  return {**loop.environment(),
+          'device_kind': devices[0].device_kind, 'platform': devices[0].platform,
+          'cpu_model': _cpu_model(), 'cpu_count': os.cpu_count(),
+          'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+          'command': command}
+
+
+def run(cases: Sequence[Case], batch_sizes: Sequence[int], *, steps: int = 20,
+        repeats: int = 3, warmup_steps: int = 3, data: str = 'synthetic',
+        target_accuracy: float | None = None, out: str | None = None, command: str = '',
+        log=print) -> dict:
+  """Benchmarks every case at every batch size; writes ``results.json``/``.md`` to ``out``.
+
+  Args:
+    cases: from :func:`config_case` / :func:`model_case`.
+    batch_sizes: batch sizes to measure each case at.
+    steps: steps per timed window.
+    repeats: timed windows per measurement.
+    warmup_steps: untimed train steps after compiling.
+    data: ``'synthetic'`` or ``'real'``.
+    target_accuracy: if set, also run :func:`time_to_accuracy` for every config case.
+    out: folder for the results (created); None writes nothing.
+    command: the command line, recorded in the results.
+    log: called with one line per finished case.
+
+  Returns:
+    ``{'environment', 'flops_note', 'cases': [record, ...], 'time_to_accuracy': [...]}``.
+  """
+  results = {'environment': environment(command), 'flops_note': FLOPS_NOTE, 'cases': [],
+             'time_to_accuracy': []}
+  for case, batch_size in itertools.product(cases, batch_sizes):
+    record = benchmark_case(case, batch_size, steps=steps, repeats=repeats,
+                            warmup_steps=warmup_steps, data=data)
+    results['cases'].append(record)
+    log(f'{case.name} batch {batch_size}: {record["train_images_per_sec"]:,.0f} train '
+        f'img/s, {record["eval_images_per_sec"]:,.0f} eval img/s, compile '
+        f'{record["compile_s"]:.2f} s')
+  if target_accuracy is not None:
+    for case in cases:
+      if case.source.startswith('model '):
+        raise ValueError(f'time to accuracy needs a config with real data, not the bare '
+                         f'{case.source}')
+      results['time_to_accuracy'].append(time_to_accuracy(case, target_accuracy, log))
+  if out:
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, RESULTS_JSON), 'w') as f:
+      json.dump(results, f, indent=2)
+    with open(os.path.join(out, RESULTS_MD), 'w') as f:
+      f.write(format_results(results))
+  return results
+
+
+def _si(value: float, unit: str) -> str:
+  exponent = min(max(int(math.log10(value) // 3), 0), 4) if value > 0 else 0
+  return f'{value / 1000 ** exponent:.3g} {" kMGT"[exponent].strip()}{unit}'
+
+
+def format_results(results: dict) -> str:
+  """The results as markdown: environment, a table of cases, time to accuracy."""
+  env = results['environment']
+  lines = [
+      '# Benchmark', '',
+      f'`{env["command"]}`', '',
+      f'{env["date"]}; {env["cpu_model"]}, {env["cpu_count"]} cores; devices '
+      f'{", ".join(env["devices"])}; jax {env["jax"]}, flax {env["flax"]}; git '
+      f'{env["git_commit"]}.', '',
+      f'Median of the timed windows. {results["flops_note"]}.', '',
+      '| case | data | batch | compile s | train img/s | eval img/s | train FLOP/s '
+      '| train FLOPs/example | peak memory |',
+      '|---|---|---|---|---|---|---|---|---|',
+  ]
+  for r in results['cases']:
+    lines.append(
+        f'| {r["name"]} | {r["data"]} | {r["batch_size"]} | {r["compile_s"]:.2f} | '
+        f'{r["train_images_per_sec"]:,.0f} | {r["eval_images_per_sec"]:,.0f} | '
+        f'{_si(r["train_flops_per_sec"], "FLOP/s")} | '
+        f'{_si(r["train_flops_per_example"], "FLOPs")} | '
+        f'{_si(r["peak_memory_bytes"], "B")} ({r["peak_memory_kind"]}) |')
+  if results['time_to_accuracy']:
+    lines += ['', '| config | target | test accuracy | reached | wall s | epochs | batch |',
+              '|---|---|---|---|---|---|---|']
+    for r in results['time_to_accuracy']:
+      lines.append(f'| {r["name"]} | {r["target"]:.4f} | {r["test_accuracy"]:.4f} | '
+                   f'{"yes" if r["reached"] else "no"} | {r["wall_s"]:.1f} | '
+                   f'{r["epochs"]} | {r["batch_size"]} |')
+  return '\n'.join(lines) + '\n'

@@ -1,0 +1,63 @@
+"""Benchmarks the train and eval steps of configs or bare models (see cnn_jax.benchmark).
+
+  python -m experiments.benchmark --config experiments/configs/fashion_mnist_cnn.py \
+      --batch_sizes 128,256 --steps 20 --repeats 3 --out experiments/results/benchmarks/NAME
+  python -m experiments.benchmark --model resnet20 --input_shape 32,32,3 --batch_sizes 128
+  python -m experiments.benchmark --time_to_accuracy=0.91   # also trains the config (minutes)
+"""
+
+import os
+import shlex
+import sys
+
+# TensorFlow (the data layer's) C++ start-up chatter; set before anything imports it.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from absl import app, flags, logging
+
+from cnn_jax import benchmark
+
+_CONFIG = flags.DEFINE_multi_string(
+    'config', [], 'Experiment config file(s); repeat the flag or give a comma list. '
+    f'Default (without --model): {benchmark.DEFAULT_CONFIG}.')
+_MODEL = flags.DEFINE_list('model', [], 'Bare registered model name(s).')
+_INPUT_SHAPE = flags.DEFINE_list('input_shape', ['28', '28', '1'],
+                                 'One input\'s shape for --model.')
+_NUM_CLASSES = flags.DEFINE_integer('num_classes', 10, 'Output size for --model.')
+_BATCH_SIZES = flags.DEFINE_list('batch_sizes', ['128'], 'Batch sizes to measure.')
+_STEPS = flags.DEFINE_integer('steps', 20, 'Steps per timed window.')
+_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed windows; the median is reported.')
+_WARMUP = flags.DEFINE_integer('warmup_steps', 3, 'Untimed train steps after compiling.')
+_DATA = flags.DEFINE_enum('data', 'synthetic', ['synthetic', 'real'],
+                          'Synthetic random data or the config\'s dataset.')
+_TARGET = flags.DEFINE_float('time_to_accuracy', None,
+                             'Also train each config on real data and report the wall '
+                             'time and final test accuracy against this target.')
+_OUT = flags.DEFINE_string('out', None, 'Folder for results.json and results.md '
+                           '(e.g. experiments/results/benchmarks/NAME); default: print only.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  specs = [s for value in _CONFIG.value for s in value.split(',') if s]
+  if not specs and not _MODEL.value:
+    specs = [benchmark.DEFAULT_CONFIG]
+  try:
+    shape = tuple(int(s) for s in _INPUT_SHAPE.value)
+    cases = ([benchmark.config_case(s) for s in specs] +
+             [benchmark.model_case(m, shape, _NUM_CLASSES.value) for m in _MODEL.value])
+    results = benchmark.run(
+        cases, [int(b) for b in _BATCH_SIZES.value], steps=_STEPS.value,
+        repeats=_REPEATS.value, warmup_steps=_WARMUP.value, data=_DATA.value,
+        target_accuracy=_TARGET.value, out=_OUT.value,
+        command=shlex.join(['python', '-m', 'experiments.benchmark', *sys.argv[1:]]))
+  except ValueError as e:
+    raise SystemExit(f'error: {e}') from e
+  print(benchmark.format_results(results))
+
+
+if __name__ == '__main__':
+  app.run(main)
