@@ -38,12 +38,6 @@ CONFIG_FILE = 'config.json'
 SUMMARY_FILE = 'summary.json'
 
 
-def _put_replicated(array: np.ndarray, mesh):
-  """Places a host array (identical on every process) as a replicated global array."""
-  return jax.make_array_from_callback(array.shape, sharding.replicated(mesh),
-                                      lambda index: array[index])
-
-
 def _git_commit() -> str:
   try:
     return subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
@@ -129,6 +123,7 @@ class Trainer:
     sharding.check_batch_size(config.batch_size, self.mesh)
     sharding.check_batch_size(config.eval_batch_size, self.mesh, 'eval_batch_size')
     ds = config.dataset
+    self.replicated = replicated = sharding.replicated(self.mesh)
     self.streamed = splits is None and (catalog.get(ds.name).stream or
                                         ds.get('stream', False))
     self.has_eval = bool(ds.eval_split)
@@ -145,8 +140,7 @@ class Trainer:
       splits = data_lib.load(ds) if splits is None else splits
       train_x, train_y = splits['train']
       num_train, example = len(train_y), (train_x.shape[1:], train_x.dtype)
-      self._splits = {'train': (_put_replicated(train_x, self.mesh),
-                                _put_replicated(train_y, self.mesh))}
+      self._splits = {'train': data_lib.to_global_array((train_x, train_y), replicated)}
       self._host_splits = {k: v for k, v in splits.items() if k != 'train'}
     self.steps_per_epoch = num_train // config.batch_size
     if self.steps_per_epoch == 0:
@@ -160,7 +154,6 @@ class Trainer:
     root = jax.random.key(config.seed)
     self.init_key, self.dropout_key, self.data_key, aug_key = jax.random.split(root, 4)
 
-    replicated = sharding.replicated(self.mesh)
     self.batched = batched = sharding.batch_sharded(self.mesh)
     sample = jax.eval_shape(
         lambda x: data_lib.augment(x, None, aug, train=False),
@@ -260,8 +253,8 @@ class Trainer:
         yield batch['image'], batch['label'], batch['mask']
       return
     if split not in self._splits:
-      x, y = self._host_splits[split]
-      self._splits[split] = (_put_replicated(x, self.mesh), _put_replicated(y, self.mesh))
+      self._splits[split] = data_lib.to_global_array(self._host_splits[split],
+                                                     self.replicated)
     images, labels = self._splits[split]
     idx, mask = _eval_indices(labels.shape[0], self.config.eval_batch_size)
     for b in range(idx.shape[0]):
