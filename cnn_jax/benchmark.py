@@ -141,7 +141,7 @@ def _splits(case: Case, config, n: int, data: str) -> dict:
   return {'train': splits['train'], 'test': (images[:n], labels[:n])}
 
 
-def _median_window(run_window, repeats: int) -> tuple[float, list[float]]:
+def median_window(run_window, repeats: int) -> tuple[float, list[float]]:
   """Median and all wall times of ``repeats`` calls of ``run_window`` (which syncs)."""
   times = []
   for _ in range(repeats):
@@ -200,9 +200,9 @@ def benchmark_case(case: Case, batch_size: int, *, steps: int = 20, repeats: int
     jax.block_until_ready(state)
 
   train_window(warmup_steps)
-  train_s, train_windows = _median_window(lambda: train_window(steps), repeats)
+  train_s, train_windows = median_window(lambda: train_window(steps), repeats)
   trainer.evaluate(state, 'test')  # compiles the eval step
-  eval_s, eval_windows = _median_window(lambda: trainer.evaluate(state, 'test'), repeats)
+  eval_s, eval_windows = median_window(lambda: trainer.evaluate(state, 'test'), repeats)
 
   summary = summarize(trainer.model, case.input_shape)
   train_flops = TRAIN_FLOPS_PER_FORWARD * summary.flops

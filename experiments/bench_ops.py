@@ -8,24 +8,19 @@ reference, after a warm-up call, with ``block_until_ready``.
 
 import argparse
 import platform
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from cnn_jax import ops
+from cnn_jax.benchmark import median_window
 
 
-def _median_ms(fn, *args, repeats):
-  jax.block_until_ready(fn(*args))  # compile and warm up
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append((time.perf_counter() - t0) * 1e3)
-  return statistics.median(times)
+def _median_ms(fn, x, repeats):
+  jax.block_until_ready(fn(x))  # compile and warm up
+  median_s, _ = median_window(lambda: jax.block_until_ready(fn(x)), repeats)
+  return median_s * 1e3
 
 
 def _reduce_window_max_pool(x):
