@@ -65,13 +65,19 @@ def _flatten(d: dict, prefix: str = '') -> dict:
   return out
 
 
-def _check_same_config(workdir: str, config_dict: dict) -> None:
+def _check_same_config(workdir: str, config_dict: dict, variants=None) -> None:
   """Refuses to resume a workdir written by a different config (names the fields)."""
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     return
   with open(path) as f:
-    saved = json.load(f)['config']
+    saved_file = json.load(f)
+  saved = saved_file['config']
+  old_variants = saved_file.get('variants')
+  if json.loads(json.dumps(variants)) != old_variants:
+    raise ValueError(f'{workdir} holds a run with replicas {old_variants}, not {variants}. '
+                     f'Resuming it would mix two experiments; use a new --workdir. '
+                     f'Nothing was changed.')
   # Round-trip through JSON so tuples and lists compare equal.
   old, new = _flatten(saved), _flatten(json.loads(json.dumps(config_dict)))
   diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
@@ -100,6 +106,87 @@ def _eval_indices(n: int, batch_size: int):
       num_batches, batch_size)
 
 
+def is_vmappable(key: str) -> bool:
+  """Whether a dotted config key can differ between the replicas of one program.
+
+  Seeds and dropout rates are values inside the compiled program (keys and a traced
+  rate), so replicas can differ in them. Anything that changes an array's shape
+  (stride, kernel size, widths, depth, batch size) or the program's structure needs
+  its own compiled program.
+
+  Args:
+    key: a dotted config key, e.g. ``'model.dropout_rate'``.
+
+  Returns:
+    True for ``'seed'`` and for ``model.*dropout_rate`` fields.
+  """
+  return key == 'seed' or (key.startswith('model.') and key.count('.') == 1 and
+                           key.endswith('dropout_rate'))
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict):
+  """A copy of ``config`` with dotted-key overrides (``{'model.dropout_rate': 0.3}``).
+
+  Raises:
+    ValueError: for a key the config does not have.
+  """
+  config = ml_collections.ConfigDict(config.to_dict())
+  for key, value in overrides.items():
+    node, *path = config, *key.split('.')
+    for part in path[:-1]:
+      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or path[-1] not in node:
+      raise ValueError(f'unknown config key {key!r} in the overrides {overrides}')
+    node[path[-1]] = value
+  return config
+
+
+def _check_variants(config, variants):
+  """Completes every variant to the same keys (missing ones from ``config``)."""
+  if variants is None:
+    return None
+  if not variants:
+    raise ValueError('variants is empty: give at least one replica')
+  keys = sorted({k for v in variants for k in v})
+  bad = [k for k in keys if not is_vmappable(k)]
+  if bad:
+    raise ValueError(f'{bad} cannot differ between vmapped replicas: only seed and '
+                     f'model.*dropout_rate can (they are values inside one program); a '
+                     f'field that changes shapes needs its own run')
+  for key in keys:
+    apply_overrides(config, {key: None})  # raises for unknown keys
+  return [{k: v.get(k, config[k] if k == 'seed' else config.model[k.split('.')[1]])
+           for k in keys} for v in variants]
+
+
+def _run_keys(seed):
+  """The (init, dropout, data, augmentation) keys of a run; a function of its seed."""
+  return tuple(jax.random.split(jax.random.key(seed), 4))
+
+
+def resolve_steps_per_call(config, steps_per_epoch: int, streamed: bool = False) -> int:
+  """Steps per compiled call: ``config.steps_per_call`` (0: a whole epoch), checked.
+
+  Raises:
+    ValueError: if it does not divide the epoch, the log and checkpoint intervals, or
+      is above 1 with streamed data.
+  """
+  calls = config.get('steps_per_call', 1)
+  n = steps_per_epoch if calls == 0 else calls
+  if not isinstance(n, int) or n < 1:
+    raise ValueError(f'steps_per_call={calls!r} must be an int >= 1, or 0 for an epoch')
+  if streamed and n > 1:
+    raise ValueError(f'steps_per_call={calls} needs the data in device memory; streamed '
+                     f'datasets run one step per call (set steps_per_call=1)')
+  for name, every in (('steps per epoch', steps_per_epoch),
+                      ('log_every_steps', config.get('log_every_steps', 0)),
+                      ('checkpoint_every_steps', config.get('checkpoint_every_steps', 0))):
+    if every and every % n:
+      raise ValueError(f'steps_per_call={n} must divide {name} ({every}): the loop can '
+                       f'only log, evaluate and checkpoint between calls')
+  return n
+
+
 class Trainer:
   """Holds the compiled steps and the data of one run; see :func:`train_and_evaluate`.
 
@@ -109,16 +196,29 @@ class Trainer:
   each process reading its share, and assembled into globally sharded batches. Either
   way the batch of step ``s`` depends only on (seed, ``s``).
 
+  With ``config.steps_per_call = L > 1`` one compiled call runs L steps as a
+  ``lax.scan`` (0: a whole epoch), so the host syncs once per L steps.
+
+  With ``variants``, the trainer holds K replicas of the run in one program: every
+  array of the state gets a leading replica axis and the step is ``jax.vmap``-ed over
+  it. Replica ``i`` uses its own seed (init, data order, dropout and augmentation
+  keys) and dropout rates (traced values), so it computes what a separate run of its
+  config would, batched with the others.
+
   Args:
     config: the experiment ConfigDict.
     mesh: the device mesh (default: all devices).
     splits: host arrays to hold in memory instead of reading ``config.dataset``, keyed
       like the result of :func:`cnn_jax.data.load` (benchmarks pass synthetic data);
       default: read the dataset.
+    variants: None for one run, or one dict per replica of dotted vmappable keys
+      (:func:`is_vmappable`) to values, e.g. ``[{'seed': 0}, {'seed': 1}]``.
   """
 
-  def __init__(self, config, mesh=None, splits=None):
+  def __init__(self, config, mesh=None, splits=None, variants=None):
     self.config = config
+    self.variants = _check_variants(config, variants)
+    self.num_replicas = None if variants is None else len(self.variants)
     self.mesh = mesh or sharding.make_mesh()
     sharding.check_batch_size(config.batch_size, self.mesh)
     sharding.check_batch_size(config.eval_batch_size, self.mesh, 'eval_batch_size')
@@ -129,6 +229,9 @@ class Trainer:
     self.has_eval = bool(ds.eval_split)
     aug = data_lib.augment_config(ds)
     if self.streamed:
+      if variants is not None:
+        raise ValueError('vmapped replicas need the dataset in device memory; '
+                         f'{ds.name} is streamed from the host')
       builder = data_lib.ensure_prepared(ds)
       num_train = builder.info.splits[ds.train_split].num_examples
       feature = builder.info.features[builder.info.supervised_keys[0]]
@@ -146,36 +249,64 @@ class Trainer:
     if self.steps_per_epoch == 0:
       raise ValueError(f'batch_size={config.batch_size} is larger than the training set '
                        f'({num_train} examples)')
+    self.steps_per_call = resolve_steps_per_call(config, self.steps_per_epoch,
+                                                 self.streamed)
     self.num_train = num_train
     self.total_steps = self.steps_per_epoch * config.num_epochs
     self.model = build_model(config)
     self.tx = optim.make_optimizer(config.optimizer, self.total_steps)
     self.schedule = optim.make_schedule(config.optimizer, self.total_steps)
-    root = jax.random.key(config.seed)
-    self.init_key, self.dropout_key, self.data_key, aug_key = jax.random.split(root, 4)
+
+    vmap = (lambda f, in_axes=0: f) if variants is None else jax.vmap
+    if variants is None:
+      seeds, self.rates = config.seed, {}
+    else:
+      seeds = np.array([v.get('seed', config.seed) for v in self.variants])
+      # Model field -> (K, ...) values; tuples (per-block rates) stay per-block.
+      self.rates = {k.split('.')[1]: jax.tree.map(lambda *xs: np.array(xs, np.float32),
+                                                  *[v[k] for v in self.variants])
+                    for k in self.variants[0] if k != 'seed'}
+    self.init_key, dropout_key, self.data_key, aug_key = vmap(_run_keys)(seeds)
+    self.keys = (dropout_key, aug_key)
 
     self.batched = batched = sharding.batch_sharded(self.mesh)
     sample = jax.eval_shape(
         lambda x: data_lib.augment(x, None, aug, train=False),
         jax.ShapeDtypeStruct((config.batch_size,) + tuple(example[0]), example[1]))
     use_ema = bool(config.get('ema_decay', 0.0))
-    self._init = jax.jit(functools.partial(create_train_state, self.model, self.tx,
-                                           sample_input=sample, use_ema=use_ema),
+    self._init = jax.jit(vmap(functools.partial(create_train_state, self.model, self.tx,
+                                                sample_input=sample, use_ema=use_ema)),
                          out_shardings=replicated)
     step_fn = functools.partial(train_step, label_smoothing=config.get('label_smoothing', 0.0),
                                 ema_decay=config.get('ema_decay', 0.0),
                                 aux_loss_weight=config.get('aux_loss_weight', 0.0))
-    batch_size = config.batch_size
+    batch_size, model = config.batch_size, self.model
 
-    def train_on_batch(state, images, labels, key):
+    def train_on_batch(state, images, labels, keys, rates):
+      # A replica's traced dropout rates become fields of its copy of the model.
+      apply_fn = model.clone(**rates).apply if rates else None
+      dropout_key, aug_key = keys
       # Augmentation randomness, like dropout's, is a function of the step alone.
       inputs = data_lib.augment(images, jax.random.fold_in(aug_key, state.step), aug)
       batch = jax.lax.with_sharding_constraint({'image': inputs, 'label': labels}, batched)
-      return step_fn(state, batch, key)
+      return step_fn(state, batch, dropout_key, apply_fn=apply_fn)
 
-    def train_on_slice(state, images, labels, perm, index, key):
+    def train_on_slice(state, images, labels, perm, index, keys, rates):
       idx = jax.lax.dynamic_slice(perm, (index * batch_size,), (batch_size,))
-      return train_on_batch(state, images[idx], labels[idx], key)
+      return train_on_batch(state, images[idx], labels[idx], keys, rates)
+
+    def train_on_slices(state, images, labels, perm, start, keys, rates):
+      def body(carry, i):
+        state, totals = carry
+        state, metrics = train_on_slice(state, images, labels, perm, start + i, keys, rates)
+        return (state, accumulate(totals, metrics)), None
+      shapes = jax.eval_shape(train_on_slice, state, images, labels, perm, start, keys,
+                              rates)[1]
+      zeros = {k: jnp.full(v.shape, NO_BAD_STEP if k == 'bad_step' else 0, v.dtype)
+               for k, v in shapes.items()}
+      (state, totals), _ = jax.lax.scan(body, (state, zeros),
+                                        jnp.arange(self.steps_per_call))
+      return state, totals
 
     def eval_on_batch(state, images, labels, mask):
       inputs = data_lib.augment(images, None, aug, train=False)
@@ -186,13 +317,22 @@ class Trainer:
     def eval_on_slice(state, images, labels, idx, mask):
       return eval_on_batch(state, images[idx], labels[idx], mask)
 
-    self._train = jax.jit(train_on_batch if self.streamed else train_on_slice,
+    if self.streamed:
+      train_fn, data_axes = train_on_batch, (None, None)
+    else:
+      train_fn = train_on_slice if self.steps_per_call == 1 else train_on_slices
+      data_axes = (None, None, 0, None)  # images, labels, per-replica order, index
+    self._train = jax.jit(vmap(train_fn, in_axes=(0, *data_axes, 0, 0)),
                           donate_argnums=0, out_shardings=(replicated, replicated))
-    self._eval = jax.jit(eval_on_batch if self.streamed else eval_on_slice,
+    eval_fn = eval_on_batch if self.streamed else eval_on_slice
+    self._eval = jax.jit(vmap(eval_fn, in_axes=(0, None, None, None) +
+                              (() if self.streamed else (None,))),
                          out_shardings=replicated)
+    self._permutation = jax.jit(vmap(data_lib.epoch_permutation, in_axes=(0, None, None)),
+                                static_argnums=2)
 
   def init_state(self) -> TrainState:
-    """A fresh, replicated train state."""
+    """A fresh, replicated train state (with a leading replica axis for variants)."""
     return self._init(self.init_key)
 
   def abstract_state(self):
@@ -200,10 +340,11 @@ class Trainer:
     return jax.eval_shape(self._init, self.init_key)
 
   def batches(self, start_step: int) -> Iterator[tuple]:
-    """The data arguments of the train step for steps ``start_step, start_step + 1, ...``.
+    """The data arguments of the train calls from ``start_step`` on.
 
     In memory: the device arrays, the epoch's permutation (a function of (seed,
-    epoch)) and the index of the batch in it. Streamed: the global image and label
+    epoch); one per replica) and the index in it of the call's first batch; one item
+    per call of ``steps_per_call`` steps. Streamed: the global image and label
     batches of :func:`cnn_jax.data.stream` resumed at ``start_step``.
     """
     if self.streamed:
@@ -215,14 +356,14 @@ class Trainer:
       return
     images, labels = self._splits['train']
     epoch, perm = None, None
-    for step in itertools.count(start_step):
+    for step in itertools.count(start_step, self.steps_per_call):
       if step // self.steps_per_epoch != epoch:
         epoch = step // self.steps_per_epoch
-        perm = data_lib.epoch_permutation(self.data_key, epoch, self.num_train)
+        perm = self._permutation(self.data_key, epoch, self.num_train)
       yield images, labels, perm, step % self.steps_per_epoch
 
   def compile(self, state, start_step: int = 0):
-    """Compiles the train step ahead of time for this run's data.
+    """Compiles the train call ahead of time for this run's data.
 
     Args:
       state: the train state the run starts from.
@@ -235,16 +376,22 @@ class Trainer:
     batches = self.batches(start_step)
     first = next(batches)
     t0 = time.perf_counter()
-    self._train = self._train.lower(state, *first, self.dropout_key).compile()
+    self._train = self._train.lower(state, *first, self.keys, self.rates).compile()
     return time.perf_counter() - t0, itertools.chain([first], batches)
 
   def train_step(self, state, args):
-    """One step on the data arguments from :meth:`batches`."""
-    return self._train(state, *args, self.dropout_key)
+    """One call (``steps_per_call`` steps) on the data arguments from :meth:`batches`.
+
+    Returns:
+      ``(state, metrics)``: metrics summed over the call's steps (see
+      :func:`~cnn_jax.train.steps.accumulate`), per replica with variants.
+    """
+    return self._train(state, *args, self.keys, self.rates)
 
   def _eval_batches(self, split: str) -> Iterator[tuple]:
     if self.streamed:
-      name = {'eval': self.config.dataset.eval_split,
+      name = {'train': self.config.dataset.train_split,
+              'eval': self.config.dataset.eval_split,
               'test': self.config.dataset.test_split}[split]
       stream = data_lib.stream(self.config.dataset, name,
                                batch_size=self.config.eval_batch_size,
@@ -261,24 +408,27 @@ class Trainer:
       yield images, labels, idx[b], mask[b]
 
   def evaluate(self, state, split: str) -> dict:
-    """Loss, accuracy (and top-5 with more than 10 classes) over ``'eval'`` or ``'test'``.
+    """Loss, accuracy (and top-5 with more than 10 classes) over a split.
 
     Args:
       state: the state to evaluate.
-      split: which split.
+      split: ``'train'`` (the training split, in evaluation mode), ``'eval'`` or
+        ``'test'``.
 
     Returns:
-      ``{'loss', 'accuracy'[, 'top5_accuracy']}`` as floats.
+      ``{'loss', 'accuracy'[, 'top5_accuracy']}``: floats, or (K,) float arrays for
+      K replicas.
     """
     totals = None
     for args in self._eval_batches(split):
       out = self._eval(state, *args)
       totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
     totals = jax.device_get(totals)
-    result = {'loss': float(totals['loss_sum'] / totals['count']),
-              'accuracy': float(totals['correct'] / totals['count'])}
+    value = float if self.num_replicas is None else np.asarray
+    result = {'loss': value(totals['loss_sum'] / totals['count']),
+              'accuracy': value(totals['correct'] / totals['count'])}
     if self.config.model.get('num_classes', 10) > 10:
-      result['top5_accuracy'] = float(totals['correct_top5'] / totals['count'])
+      result['top5_accuracy'] = value(totals['correct_top5'] / totals['count'])
     return result
 
 
@@ -289,18 +439,21 @@ def _progress(total: int, initial: int):
   return tqdm.tqdm(total=total, initial=initial, unit='step', dynamic_ncols=True)
 
 
-def _meta(best_eval_accuracy: float = -1.0, best_eval_step: int = -1,
-          elapsed_s: float = 0.0, epoch_sums=(0.0, 0.0, 0)) -> dict:
+def _meta(replicas: int | None = None, best_eval_accuracy=-1.0, best_eval_step=-1,
+          elapsed_s: float = 0.0, epoch_sums=None, epoch_steps: int = 0) -> dict:
   """Run bookkeeping saved beside the state, so a resumed run reports like an unbroken one.
 
-  ``epoch_sums`` are the running (loss, accuracy, steps) sums of the current epoch, kept
-  in float32 on both sides so a resumed epoch mean is bitwise the uninterrupted one.
+  ``epoch_sums`` are the running (loss, accuracy) sums of the current epoch, kept in
+  float32 on both sides so a resumed epoch mean is bitwise the uninterrupted one. With
+  K replicas the best-eval and epoch fields get a leading (K,) axis.
   """
-  return {'best_eval_accuracy': np.array(best_eval_accuracy, np.float32),
-          'best_eval_step': np.array(best_eval_step, np.int32),
+  lead = () if replicas is None else (replicas,)
+  sums = np.zeros(lead + (2,)) if epoch_sums is None else epoch_sums
+  return {'best_eval_accuracy': np.broadcast_to(best_eval_accuracy, lead).astype(np.float32),
+          'best_eval_step': np.broadcast_to(best_eval_step, lead).astype(np.int32),
           'elapsed_s': np.array(elapsed_s, np.float32),
-          'epoch_sums': np.array(epoch_sums[:2], np.float32),
-          'epoch_steps': np.array(epoch_sums[2], np.int32)}
+          'epoch_sums': np.asarray(sums, np.float32),
+          'epoch_steps': np.array(epoch_steps, np.int32)}
 
 
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
@@ -349,9 +502,14 @@ def restore_workdir(workdir: str, which: str = 'latest'):
   if not os.path.isdir(directory):
     raise FileNotFoundError(f'{workdir} has no checkpoints/ folder: train it first with '
                             f'python -m experiments.train --workdir {workdir}')
-  trainer = Trainer(config)
+  with open(os.path.join(workdir, CONFIG_FILE)) as f:
+    variants = json.load(f).get('variants')
+  if variants is not None and which == 'best':
+    raise ValueError(f'{workdir} holds {len(variants)} vmapped replicas, each with its own '
+                     f'best step (see replica_*/summary.json); name a step instead of best')
+  trainer = Trainer(config, variants=variants)
   mngr = checkpoint.manager(directory, read_only=True)
-  target = {'state': trainer.abstract_state(), 'meta': _meta()}
+  target = {'state': trainer.abstract_state(), 'meta': _meta(trainer.num_replicas)}
   step = None if which in ('latest', 'best') else int(which)
   if step is not None and step not in mngr.all_steps():
     raise FileNotFoundError(f'no checkpoint at step {step} in {workdir}; saved steps: '
@@ -378,7 +536,8 @@ def evaluate_checkpoint(workdir: str, which: str = 'latest', split: str = 'test'
     split: ``'test'`` or ``'eval'``.
 
   Returns:
-    ``{'step', 'split', 'loss', 'accuracy'[, 'top5_accuracy']}``.
+    ``{'step', 'split', 'loss', 'accuracy'[, 'top5_accuracy']}`` (lists, one value per
+    replica, for a workdir of vmapped replicas).
 
   Raises:
     FileNotFoundError: if there is no such checkpoint.
@@ -388,11 +547,13 @@ def evaluate_checkpoint(workdir: str, which: str = 'latest', split: str = 'test'
   trainer, step, state = restore_workdir(workdir, which)
   if split == 'eval' and not trainer.has_eval:
     raise ValueError(f'the run in {workdir} has no eval split')
-  return {'step': step, 'split': split, **trainer.evaluate(state, split)}
+  result = trainer.evaluate(state, split)
+  return {'step': step, 'split': split,
+          **{k: np.asarray(v).tolist() for k, v in result.items()}}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log=print,
-                       mesh=None) -> dict:
+                       mesh=None, variants=None):
   """Trains ``config.model`` on ``config.dataset``, resuming from ``workdir`` if possible.
 
   Args:
@@ -400,9 +561,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log=prin
     workdir: run directory; created if missing, resumed if it holds checkpoints.
     log: called with human-readable progress lines.
     mesh: device mesh (default: every device, data parallel).
+    variants: None for one run; or one dict of vmappable overrides per replica to
+      train them all in one vmapped program (see :func:`cnn_jax.train.replicas.
+      train_replicas`, which documents the workdir layout).
 
   Returns:
-    The summary dict also written to ``workdir/summary.json``.
+    The summary dict also written to ``workdir/summary.json``; with variants, the
+    list of per-replica summaries.
 
   Raises:
     ValueError: for a bad config or a workdir holding a different experiment.
@@ -412,8 +577,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log=prin
   """
   t_start = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
-  _check_same_config(workdir, config.to_dict())
-  trainer = Trainer(config, mesh)
+  _check_same_config(workdir, config.to_dict(), _check_variants(config, variants))
+  trainer = Trainer(config, mesh, variants=variants)
 
   mngr = checkpoint.manager(os.path.join(workdir, 'checkpoints'),
                             keep=config.get('keep_checkpoints', 2))
@@ -423,9 +588,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log=prin
     mngr.close()
 
 
-def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float) -> dict:
-  """The body of :func:`train_and_evaluate` once the workdir and trainer are set up."""
-  meta = _meta()
+def _replica_dirs(workdir: str, trainer: Trainer) -> list:
+  """Where each replica's metrics and summary go: the workdir itself for one run."""
+  if trainer.num_replicas is None:
+    return [workdir]
+  return [os.path.join(workdir, f'replica_{i:02d}') for i in range(trainer.num_replicas)]
+
+
+def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float):
+  """The body of :func:`train_and_evaluate` once the workdir and trainer are set up.
+
+  Host-side bookkeeping keeps one entry per replica (a single run is one replica
+  whose arrays have no replica axis on the device).
+  """
+  k = trainer.num_replicas
+  meta = _meta(k)
   restored_step, items = checkpoint.restore(
       mngr, {'state': trainer.abstract_state(), 'meta': meta})
   if restored_step is None:
@@ -437,109 +614,149 @@ def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float) ->
   if jax.process_index() == 0 and not os.path.exists(config_path):
     # Written only once the workdir is known to be usable, and never rewritten: a
     # failed resume must not change what the workdir says about its run.
+    saved = {'config': config.to_dict(), 'environment': environment()}
+    if k is not None:
+      saved['variants'] = trainer.variants
     with open(config_path, 'w') as f:
-      json.dump({'config': config.to_dict(), 'environment': environment()}, f, indent=2,
-                default=str)
+      json.dump(saved, f, indent=2, default=str)
   summary_path = os.path.join(workdir, SUMMARY_FILE)
   if start_step >= trainer.total_steps and os.path.exists(summary_path):
-    with open(summary_path) as f:
-      return json.load(f)  # a finished run: report it again, rewrite nothing
+    with open(summary_path) as f:  # a finished run: report it again, rewrite nothing
+      saved = json.load(f)
+    return saved if k is None else saved['replicas']
+  dirs = _replica_dirs(workdir, trainer)
+  for directory in dirs:
+    os.makedirs(directory, exist_ok=True)
+  r = len(dirs)
+  per_replica = lambda x: np.asarray(x).reshape(r, *np.shape(x)[1 if k else 0:])
   prior_elapsed = float(meta['elapsed_s'])
-  best = {'accuracy': float(meta['best_eval_accuracy']), 'step': int(meta['best_eval_step'])}
-  epoch_sums = np.asarray(meta['epoch_sums'], np.float32)  # (loss, accuracy) this epoch
+  best_acc = per_replica(meta['best_eval_accuracy']).astype(np.float64)
+  best_step = per_replica(meta['best_eval_step']).astype(np.int64)
+  epoch_sums = per_replica(meta['epoch_sums']).astype(np.float32)  # (R, 2): loss, accuracy
   epoch_steps = int(meta['epoch_steps'])
-  num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
-  writer = MetricsWriter(workdir, start_step, tensorboard=config.get('tensorboard', True))
+  num_params = sum(int(np.prod(p.shape[1 if k else 0:])) for p in jax.tree.leaves(state.params))
+  writers = [MetricsWriter(d, start_step, tensorboard=config.get('tensorboard', True))
+             for d in dirs]
   compile_s, batches = trainer.compile(state, start_step)
 
-  spe, total = trainer.steps_per_epoch, trainer.total_steps
+  spe, total, per_call = trainer.steps_per_epoch, trainer.total_steps, trainer.steps_per_call
   log_every = config.get('log_every_steps', 0) or spe
   ckpt_every = config.get('checkpoint_every_steps', 0) or spe
   elapsed = lambda: prior_elapsed + time.perf_counter() - t_start
 
   def save(step, eval_accuracy=None):
-    meta_now = _meta(best['accuracy'], best['step'], elapsed(), (*epoch_sums, epoch_steps))
+    meta_now = _meta(k, best_acc.reshape(k or ()) if k else best_acc[0],
+                     best_step.reshape(k or ()) if k else best_step[0], elapsed(),
+                     epoch_sums if k else epoch_sums[0], epoch_steps)
     checkpoint.save(mngr, step, {'state': state, 'meta': meta_now}, eval_accuracy)
+
+  def replica_name(i):
+    return '' if k is None else f' (replica {i}: {trainer.variants[i]})'
 
   bar = _progress(total, start_step)
   acc, t_interval, images_seen, train_time = None, time.perf_counter(), 0, 0.0
-  for step, args in zip(range(start_step, total), batches):
+  for step, args in zip(range(start_step, total, per_call), batches):
     state, metrics = trainer.train_step(state, args)
     acc = accumulate(acc, metrics)
-    done = step + 1
+    done = step + per_call
     end_of_epoch = done % spe == 0
     if done % log_every and done % ckpt_every and not end_of_epoch and done != total:
       if bar is not None:
-        bar.update(1)
+        bar.update(per_call)
       continue
     # A sync point: fetch the interval's metrics (one host transfer), check finiteness.
-    acc = jax.device_get(acc)
-    if int(acc['bad_step']) != NO_BAD_STEP:
+    acc = jax.tree.map(per_replica, jax.device_get(acc))
+    bad = np.flatnonzero(acc['bad_step'] != NO_BAD_STEP)
+    if bad.size:
+      i = bad[np.argmin(acc['bad_step'][bad])]
+      bad_step = int(acc['bad_step'][i])
       raise FloatingPointError(
-          f'non-finite loss or gradients at step {int(acc["bad_step"])} (epoch '
-          f'{int(acc["bad_step"]) // spe + 1}); training stopped. The last checkpoint in '
+          f'non-finite loss or gradients at step {bad_step} (epoch {bad_step // spe + 1})'
+          f'{replica_name(i)}; training stopped. The last checkpoint in '
           f'{workdir}/checkpoints (step {mngr.latest_step()}) is intact. Lower '
           f'optimizer.learning_rate, enable optimizer.grad_clip_norm, or check the data.')
     seconds = time.perf_counter() - t_interval
-    n = int(acc['count'])
-    images_seen += n * config.batch_size
+    n = int(acc['count'][0])
+    images_seen += n * config.batch_size * r
     train_time += seconds
-    epoch_sums = epoch_sums + np.array([acc['loss'], acc['accuracy']], np.float32)
+    epoch_sums = epoch_sums + np.stack([acc['loss'], acc['accuracy']], -1).astype(np.float32)
     epoch_steps += n
-    means = {}
+    means = [{} for _ in dirs]
     if end_of_epoch:  # the epoch's mean, beside the interval's
-      means = {'epoch_loss': epoch_sums[0] / epoch_steps,
-               'epoch_accuracy': epoch_sums[1] / epoch_steps}
-      epoch_sums, epoch_steps = np.zeros(2, np.float32), 0
-    record = writer.write(done, 'train', epoch=done / spe, loss=acc['loss'] / n,
-                          accuracy=acc['accuracy'] / n,
-                          learning_rate=float(trainer.schedule(step)),
-                          images_per_sec=n * config.batch_size / seconds,
-                          elapsed_s=elapsed(), **means)
+      means = [{'epoch_loss': sums[0] / epoch_steps, 'epoch_accuracy': sums[1] / epoch_steps}
+               for sums in epoch_sums]
+      epoch_sums, epoch_steps = np.zeros_like(epoch_sums), 0
+    records = [writer.write(done, 'train', epoch=done / spe, loss=acc['loss'][i] / n,
+                            accuracy=acc['accuracy'][i] / n,
+                            learning_rate=float(trainer.schedule(step + per_call - 1)),
+                            images_per_sec=n * config.batch_size * r / seconds,
+                            elapsed_s=elapsed(), **means[i])
+               for i, writer in enumerate(writers)]
     acc = None
     eval_accuracy = None
     if end_of_epoch and trainer.has_eval:
-      result = trainer.evaluate(state, 'eval')
-      eval_accuracy = result['accuracy']
-      if eval_accuracy >= best['accuracy']:  # ties: the later step, as checkpoint.py keeps
-        best = {'accuracy': eval_accuracy, 'step': done}
-      writer.write(done, 'eval', epoch=done / spe, elapsed_s=elapsed(), **result)
-      record.update({f'eval_{k}': v for k, v in result.items()})
+      result = {key: per_replica(v) for key, v in trainer.evaluate(state, 'eval').items()}
+      better = result['accuracy'] >= best_acc  # ties: the later step, as checkpoint.py keeps
+      best_acc = np.where(better, result['accuracy'], best_acc)
+      best_step = np.where(better, done, best_step)
+      eval_accuracy = float(np.mean(result['accuracy']))
+      for i, (writer, record) in enumerate(zip(writers, records)):
+        values = {key: float(v[i]) for key, v in result.items()}
+        writer.write(done, 'eval', epoch=done / spe, elapsed_s=elapsed(), **values)
+        record.update({f'eval_{key}': v for key, v in values.items()})
     if bar is not None:
-      bar.update(1)
-      bar.set_postfix(epoch=f'{done / spe:.2f}', loss=f'{record["loss"]:.4f}',
-                      acc=f'{record["accuracy"]:.4f}',
-                      img_s=f'{record["images_per_sec"]:.0f}')
+      bar.update(per_call)
+      bar.set_postfix(epoch=f'{done / spe:.2f}', loss=f'{records[0]["loss"]:.4f}',
+                      acc=f'{records[0]["accuracy"]:.4f}',
+                      img_s=f'{records[0]["images_per_sec"]:.0f}')
     elif end_of_epoch:
-      extra = (f'  eval loss {record["eval_loss"]:.4f} acc {record["eval_accuracy"]:.4f}'
-               if 'eval_accuracy' in record else '')
+      mean = lambda key: np.mean([rec[key] for rec in records])
+      span = lambda key: (f' (mean of {r}: {min(rec[key] for rec in records):.4f}-'
+                          f'{max(rec[key] for rec in records):.4f})' if k else '')
+      extra = (f'  eval loss {mean("eval_loss"):.4f} acc {mean("eval_accuracy"):.4f}'
+               f'{span("eval_accuracy")}' if 'eval_accuracy' in records[0] else '')
       eta = (total - done) * seconds / max(n, 1)
       log(f'epoch {done // spe}/{config.num_epochs}  step {done}/{total}  train loss '
-          f'{record["epoch_loss"]:.4f} acc {record["epoch_accuracy"]:.4f}{extra}  '
-          f'{record["images_per_sec"]:.0f} img/s  ETA {eta:.0f}s')
+          f'{mean("epoch_loss"):.4f} acc {mean("epoch_accuracy"):.4f}{extra}  '
+          f'{records[0]["images_per_sec"]:.0f} img/s  ETA {eta:.0f}s')
     if done % ckpt_every == 0 or end_of_epoch or done == total:
       save(done, eval_accuracy)
     t_interval = time.perf_counter()
   if bar is not None:
     bar.close()
 
-  test = trainer.evaluate(state, 'test')
-  writer.write(total, 'test', epoch=total / spe, elapsed_s=elapsed(), **test)
-  writer.close()
-  summary = {
-      'test_accuracy': test['accuracy'], 'test_loss': test['loss'],
-      **({'test_top5_accuracy': test['top5_accuracy']} if 'top5_accuracy' in test else {}),
-      'best_eval_accuracy': best['accuracy'] if best['step'] >= 0 else None,
-      'best_eval_step': best['step'] if best['step'] >= 0 else None,
-      'steps': total, 'epochs': config.num_epochs, 'wall_s': elapsed(),
-      'compile_s': compile_s,
-      'train_images_per_sec': images_seen / train_time if train_time else None,
-      'num_params': num_params,
-  }
+  test = {key: per_replica(v) for key, v in trainer.evaluate(state, 'test').items()}
+  train_eval = ({key: per_replica(v) for key, v in trainer.evaluate(state, 'train').items()}
+                if config.get('evaluate_train', False) else None)
+  summaries = []
+  for i, (writer, directory) in enumerate(zip(writers, dirs)):
+    values = {key: float(v[i]) for key, v in test.items()}
+    writer.write(total, 'test', epoch=total / spe, elapsed_s=elapsed(), **values)
+    writer.close()
+    summary = {
+        'test_accuracy': values['accuracy'], 'test_loss': values['loss'],
+        **({'test_top5_accuracy': values['top5_accuracy']} if 'top5_accuracy' in values
+           else {}),
+        **({'train_accuracy': float(train_eval['accuracy'][i]),
+            'train_loss': float(train_eval['loss'][i])} if train_eval else {}),
+        'best_eval_accuracy': float(best_acc[i]) if best_step[i] >= 0 else None,
+        'best_eval_step': int(best_step[i]) if best_step[i] >= 0 else None,
+        'steps': total, 'epochs': config.num_epochs, 'wall_s': elapsed(),
+        'compile_s': compile_s,
+        'train_images_per_sec': images_seen / train_time if train_time else None,
+        'num_params': num_params,
+    }
+    if k is not None:
+      summary.update(replicas=k, variant=trainer.variants[i])
+    summaries.append(summary)
+    if jax.process_index() == 0 and k is not None:
+      with open(os.path.join(directory, SUMMARY_FILE), 'w') as f:
+        json.dump(summary, f, indent=2)
+  result = summaries[0] if k is None else summaries
   if jax.process_index() == 0:
     with open(summary_path, 'w') as f:
-      json.dump(summary, f, indent=2)
-  return summary
+      json.dump(result if k is None else {'replicas': summaries}, f, indent=2)
+  return result
 
 
 def format_summary(summary: dict) -> str:

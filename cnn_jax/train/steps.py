@@ -71,7 +71,7 @@ def _all_finite(tree) -> jax.Array:
 
 
 def train_step(state: TrainState, batch: dict, key, *, label_smoothing: float = 0.0,
-               ema_decay: float = 0.0, aux_loss_weight: float = 0.0):
+               ema_decay: float = 0.0, aux_loss_weight: float = 0.0, apply_fn=None):
   """One optimisation step; pure, meant to be jitted with the state donated.
 
   A step whose loss or gradients are not finite leaves the state unchanged (so the
@@ -86,19 +86,22 @@ def train_step(state: TrainState, batch: dict, key, *, label_smoothing: float = 
     ema_decay: decay of the parameter EMA (used only if ``state.ema_params`` is set).
     aux_loss_weight: weight of each auxiliary classifier's loss (GoogLeNet: 0.3); the
       model sows their logits as ``'*_logits'`` in the ``'intermediates'`` collection.
+    apply_fn: the forward pass to train, default ``state.apply_fn`` (a vmapped replica
+      passes its copy of the model, built with its traced dropout rates).
 
   Returns:
     ``(new_state, metrics)``: batch ``loss`` and ``accuracy`` (means), ``count`` (1) and
     ``bad_step`` (the step number if non-finite, else :data:`NO_BAD_STEP`).
   """
   dropout_key = jax.random.fold_in(key, state.step)
+  apply_fn = apply_fn or state.apply_fn
   mutable = ['batch_stats'] if state.batch_stats is not None else []
   if aux_loss_weight:
     mutable.append('intermediates')
 
   def loss_fn(params):
     # With a list for `mutable` (even an empty one) apply returns (out, updates).
-    logits, updates = state.apply_fn(_variables(state, params), batch['image'], train=True,
+    logits, updates = apply_fn(_variables(state, params), batch['image'], train=True,
                                      rngs={'dropout': dropout_key}, mutable=mutable)
     loss = cross_entropy(logits, batch['label'], label_smoothing).mean()
     aux = updates.pop('intermediates', {})

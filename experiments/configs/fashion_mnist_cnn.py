@@ -67,6 +67,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.ema_decay = 0.0  # > 0: evaluate an EMA of the parameters
   config.half_precision = False  # bfloat16 compute, float32 parameters
 
+  config.steps_per_call = 1  # steps per compiled call, as one lax.scan; 0: a whole epoch
+  config.evaluate_train = False  # also evaluate on the training split at the end (the gap)
+
   config.log_every_steps = 100
   config.checkpoint_every_steps = 0  # 0: at the end of every epoch (and of the run)
   config.keep_checkpoints = 2  # the latest K, plus the best by eval accuracy
