@@ -56,6 +56,8 @@ class Conv(nn.Module):
     dtype: computation dtype (e.g. ``jnp.bfloat16``); None keeps the input's.
     param_dtype: parameter dtype.
     precision: passed to the op.
+    fast_grad: the op's scan-friendly reverse-mode gradient (see
+      :func:`cnn_jax.ops.conv`); False for forward-mode differentiation.
     kernel_init: kernel initialiser (LeCun normal, Flax's default).
     bias_init: bias initialiser.
   """
@@ -69,6 +71,7 @@ class Conv(nn.Module):
   dtype: Any = None
   param_dtype: Any = jnp.float32
   precision: Any = None
+  fast_grad: bool = True
   kernel_init: Initializer = nn.initializers.lecun_normal()
   bias_init: Initializer = nn.initializers.zeros_init()
 
@@ -102,7 +105,8 @@ class Conv(nn.Module):
             if self.use_bias else None)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     y = ops.conv(x, kernel, stride=self.strides, padding=self.padding,
-                 dilation=self.dilation, groups=self.groups, precision=self.precision)
+                 dilation=self.dilation, groups=self.groups, precision=self.precision,
+                 fast_grad=self.fast_grad)
     return y + bias if bias is not None else y
 
 

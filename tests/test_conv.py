@@ -11,6 +11,7 @@ import scipy.signal
 from jax.test_util import check_grads
 
 from cnn_jax.ops import conv, conv1d, conv2d, convolve1d, output_size
+from cnn_jax.ops.shapes import resolve_padding
 from references import conv_ref, effective_kernel, padding_pairs
 
 # float32 op vs float64 reference: sums of a few dozen O(1) products.
@@ -181,12 +182,74 @@ def test_jit_equals_eager(fn, x_shape, k_shape, kwargs):
     (conv2d, (1, 5, 5, 2), (3, 3, 1, 2), dict(stride=2, padding='SAME', groups=2)),
     (conv2d, (4, 4, 1), (2, 3, 1, 2), dict(padding=[(1, 0), (0, 2)], dilation=(1, 2))),
 ])
-def test_gradients_match_finite_differences(fn, x_shape, k_shape, kwargs):
+@pytest.mark.parametrize('fast_grad', [True, False])
+def test_gradients_match_finite_differences(fn, x_shape, k_shape, kwargs, fast_grad):
   # Conv is bilinear, so float32 central differences are accurate up to rounding.
   rng = np.random.default_rng(7)
   x, kernel = _rand(rng, *x_shape), _rand(rng, *k_shape)
-  check_grads(functools.partial(fn, **kwargs), (x, kernel), order=1, modes=('rev', 'fwd'),
-              eps=1e-2, atol=1e-2, rtol=1e-2)
+  # The fast gradient is a custom VJP: reverse mode only.
+  check_grads(functools.partial(fn, fast_grad=fast_grad, **kwargs), (x, kernel), order=1,
+              modes=('rev',) if fast_grad else ('rev', 'fwd'), eps=1e-2, atol=1e-2,
+              rtol=1e-2)
+
+
+def _xla_conv(x, kernel, stride, padding, dilation):
+  """lax.conv_general_dilated on explicit pads: differentiated by XLA's own rules."""
+  nd = kernel.ndim - 2
+  # The forward pass is checked against loops above; this only supplies XLA's gradient.
+  pads = resolve_padding(padding, x.shape[1:-1], kernel.shape[:nd], (stride,) * nd,
+                         (dilation,) * nd)
+  letters = 'DHW'[-nd:]
+  dn = jax.lax.conv_dimension_numbers(x.shape, kernel.shape,
+                                      (f'N{letters}C', f'{letters}IO', f'N{letters}C'))
+  return jax.lax.conv_general_dilated(x, kernel, (stride,) * nd, pads, rhs_dilation=(
+      dilation,) * nd, dimension_numbers=dn, precision='highest')
+
+
+@pytest.mark.parametrize('nd', [1, 2, 3])
+@pytest.mark.parametrize('stride,dilation', [(1, 1), (2, 1), (3, 1), (1, 2), (2, 2)])
+@pytest.mark.parametrize('padding', ['VALID', 'SAME', 'FULL', 1])
+@pytest.mark.parametrize('size', [7, 8])
+def test_fast_gradient_equals_xla_gradient(nd, stride, dilation, padding, size):
+  """The custom VJP (forward convs and matmuls) against jax.grad of the plain XLA op."""
+  if nd == 3 and (size == 8 or padding == 'FULL'):
+    pytest.skip('3-D: one size and fewer paddings keep the test fast')
+  rng = np.random.default_rng(size * 100 + stride * 10 + dilation)
+  x, kernel = _rand(rng, 2, *(size,) * nd, 3), _rand(rng, *(3,) * nd, 3, 4)
+  try:
+    y = conv(x, kernel, stride=stride, padding=padding, dilation=dilation)
+  except ValueError:
+    pytest.skip('kernel larger than the padded input')
+  cotangent = _rand(rng, *y.shape)
+  ours = jax.grad(lambda x, k: jnp.sum(conv(x, k, stride=stride, padding=padding,
+                                            dilation=dilation, precision='highest')
+                                       * cotangent), (0, 1))(x, kernel)
+  xla = jax.grad(lambda x, k: jnp.sum(_xla_conv(x, k, stride, padding, dilation)
+                                      * cotangent), (0, 1))(x, kernel)
+  for got, want in zip(ours, xla):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_fast_gradient_under_vmap_scan_and_bfloat16():
+  """Batched kernels (vmapped replicas), a scanned loop, and bfloat16 all agree."""
+  rng = np.random.default_rng(3)
+  x, kernels = _rand(rng, 4, 9, 9, 2), _rand(rng, 3, 3, 3, 2, 5)
+  loss = lambda fast: lambda k, x: jnp.sum(jnp.tanh(conv2d(x, k, stride=2, padding='SAME',
+                                                           fast_grad=fast)))
+  want = jnp.stack([jax.grad(loss(False))(k, x) for k in kernels])
+  np.testing.assert_allclose(jax.vmap(jax.grad(loss(True)), (0, None))(kernels, x), want,
+                             rtol=1e-4, atol=1e-4)
+
+  def scanned(fast):
+    def body(k, _):
+      return k - 0.1 * jax.grad(loss(fast))(k, x), None
+    return jax.jit(lambda k: jax.lax.scan(body, k, None, length=3)[0])(kernels[0])
+  np.testing.assert_allclose(scanned(True), scanned(False), rtol=1e-4, atol=1e-4)
+  half = jax.grad(loss(True))(kernels[0].astype(jnp.bfloat16), x.astype(jnp.bfloat16))
+  assert half.dtype == jnp.bfloat16
+  # bfloat16 keeps 8 bits: compare at a few percent of the gradient's scale.
+  np.testing.assert_allclose(half.astype(np.float32), want[0],
+                             atol=0.05 * float(jnp.abs(want[0]).max()))
 
 
 # ---------------------------------------------------------------- teaching cases

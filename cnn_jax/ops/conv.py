@@ -9,6 +9,10 @@ true convolution of signal processing (kernel flipped, like ``numpy.convolve``).
 
 from __future__ import annotations
 
+import functools
+import itertools
+
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -18,7 +22,70 @@ from cnn_jax.ops.shapes import Padding, check_fits, normalize_tuple, resolve_pad
 _SPATIAL_LETTERS = 'DHW'
 
 
-def _conv_nd(op: str, x, kernel, stride, padding, dilation, groups, precision,
+def _dimension_numbers(nsp: int):
+  letters = _SPATIAL_LETTERS[-nsp:]
+  return lax.ConvDimensionNumbers(*(
+      lax.conv_dimension_numbers((1,) * (nsp + 2), (1,) * (nsp + 2),
+                                 (f'N{letters}C', f'{letters}IO', f'N{letters}C'))))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _conv_fast_grad(x, kernel, strides, pads, dilations, precision):
+  """An ungrouped channels-last convolution whose gradients are plain forward ops.
+
+  XLA's own gradient convolutions (transposed dimension numbers, lhs dilation for
+  the weight gradient) are fast in a standalone ``jit`` on CPU but 8-20x slower
+  inside ``lax.scan``, where a whole epoch runs as one program (see
+  ``experiments/results/perf_notes.md``). Here the input gradient is a forward
+  convolution of the output gradient with the flipped, in/out-swapped kernel, and
+  the kernel gradient is one matmul per kernel offset; both run at full speed
+  anywhere. Values equal XLA's gradients up to float reassociation
+  (``tests/test_conv.py``).
+  """
+  return lax.conv_general_dilated(x, kernel, strides, pads, rhs_dilation=dilations,
+                                  dimension_numbers=_dimension_numbers(kernel.ndim - 2),
+                                  precision=precision)
+
+
+def _conv_fast_grad_fwd(x, kernel, strides, pads, dilations, precision):
+  return _conv_fast_grad(x, kernel, strides, pads, dilations, precision), (x, kernel)
+
+
+def _conv_fast_grad_bwd(strides, pads, dilations, precision, residuals, dy):
+  x, kernel = residuals
+  nsp = kernel.ndim - 2
+  ksize, in_sizes, out_sizes = kernel.shape[:nsp], x.shape[1:-1], dy.shape[1:-1]
+  # Input gradient: dx[i] = sum_k dy_up[i + lo - k*d] w[k], where dy_up holds dy[o] at
+  # o*s (zeros between): a correlation of dy_up with the flipped kernel.
+  grad_pads = []
+  for n, o, k, s, d, (lo, _) in zip(in_sizes, out_sizes, ksize, strides, dilations, pads):
+    left = (k - 1) * d - lo
+    grad_pads.append((left, n - (o - 1) * s - 1 + lo))
+  flipped = jnp.swapaxes(jnp.flip(kernel, tuple(range(nsp))), -1, -2)
+  dx = lax.conv_general_dilated(dy, flipped, (1,) * nsp, grad_pads, lhs_dilation=strides,
+                                rhs_dilation=dilations,
+                                dimension_numbers=_dimension_numbers(nsp),
+                                precision=precision)
+  # Kernel gradient: for each offset k, dw[k] = sum over (n, o) of
+  # x_pad[n, o*s + k*d] (x) dy[n, o], a (C_in x M) @ (M x C_out) matmul.
+  x_pad = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  taps = []
+  for offset in itertools.product(*(range(k) for k in ksize)):
+    start = (0, *(j * d for j, d in zip(offset, dilations)), 0)
+    limit = (x.shape[0], *(st + (o - 1) * s + 1 for st, o, s in
+                           zip(start[1:-1], out_sizes, strides)), x.shape[-1])
+    window = lax.slice(x_pad, start, limit, (1, *strides, 1))
+    taps.append(jnp.einsum(window.reshape(-1, x.shape[-1]), [0, 1],
+                           dy.reshape(-1, dy.shape[-1]), [0, 2], [1, 2],
+                           precision=precision))
+  dw = jnp.stack(taps).reshape(kernel.shape)
+  return dx, dw
+
+
+_conv_fast_grad.defvjp(_conv_fast_grad_fwd, _conv_fast_grad_bwd)
+
+
+def _conv_nd(op: str, x, kernel, stride, padding, dilation, groups, precision, fast_grad,
              spatial_dims: int | None = None):
   """Shared implementation of :func:`conv`, :func:`conv1d` and :func:`conv2d`."""
   kernel = jnp.asarray(kernel)
@@ -53,18 +120,19 @@ def _conv_nd(op: str, x, kernel, stride, padding, dilation, groups, precision,
   check_fits(op, given_shape, in_sizes, ksize, pads, dilations)
 
   dtype = jnp.result_type(x, kernel)
-  letters = _SPATIAL_LETTERS[-nsp:]
-  dn = lax.conv_dimension_numbers(x.shape, kernel.shape,
-                                  (f'N{letters}C', f'{letters}IO', f'N{letters}C'))
-  y = lax.conv_general_dilated(
-      x.astype(dtype), kernel.astype(dtype), window_strides=strides, padding=pads,
-      rhs_dilation=dilations, dimension_numbers=dn, feature_group_count=groups,
-      precision=precision)
+  x, kernel = x.astype(dtype), kernel.astype(dtype)
+  if groups == 1 and fast_grad:
+    y = _conv_fast_grad(x, kernel, strides, tuple(pads), dilations, precision)
+  else:
+    y = lax.conv_general_dilated(x, kernel, window_strides=strides, padding=pads,
+                                 rhs_dilation=dilations,
+                                 dimension_numbers=_dimension_numbers(nsp),
+                                 feature_group_count=groups, precision=precision)
   return y[0] if unbatched else y
 
 
 def conv(x, kernel, *, stride=1, padding: Padding = 'VALID', dilation=1, groups: int = 1,
-         precision=None):
+         precision=None, fast_grad: bool = True):
   """N-D cross-correlation (1-D, 2-D or 3-D), the spatial rank taken from the kernel.
 
   Args:
@@ -80,6 +148,11 @@ def conv(x, kernel, *, stride=1, padding: Padding = 'VALID', dilation=1, groups:
       (``groups == C_in`` gives a depthwise convolution).
     precision: passed to ``lax.conv_general_dilated`` (e.g. ``lax.Precision.HIGHEST``
       to avoid reduced-precision passes on GPU/TPU).
+    fast_grad: differentiate (reverse mode) through forward convolutions and matmuls
+      instead of XLA's gradient convolutions, which are 8-20x slower on CPU inside
+      ``lax.scan``; the values are the same up to float reassociation. Forward-mode
+      differentiation (``jax.jvp``, ``jax.jacfwd``) needs ``fast_grad=False``. Grouped
+      convolutions always use XLA's gradients.
 
   Returns:
     Array of shape ``(N, *out_spatial, C_out)`` (no batch axis if ``x`` had none),
@@ -89,17 +162,17 @@ def conv(x, kernel, *, stride=1, padding: Padding = 'VALID', dilation=1, groups:
     ValueError: for a wrong rank, mismatched channels, bad groups/stride/dilation/
       padding, or a kernel larger than the padded input; checked at trace time.
   """
-  return _conv_nd('conv', x, kernel, stride, padding, dilation, groups, precision)
+  return _conv_nd('conv', x, kernel, stride, padding, dilation, groups, precision, fast_grad)
 
 
 def conv1d(x, kernel, *, stride=1, padding: Padding = 'VALID', dilation=1, groups: int = 1,
-           precision=None):
+           precision=None, fast_grad: bool = True):
   """1-D cross-correlation over the width axis.
 
   Args:
     x: ``(N, W, C_in)`` or unbatched ``(W, C_in)``.
     kernel: ``(K, C_in // groups, C_out)``.
-    stride, padding, dilation, groups, precision: see :func:`conv`; ``'CAUSAL'``
+    stride, padding, dilation, groups, precision, fast_grad: see :func:`conv`; ``'CAUSAL'``
       padding puts ``(K - 1) * dilation`` zeros on the left only.
 
   Returns:
@@ -107,11 +180,11 @@ def conv1d(x, kernel, *, stride=1, padding: Padding = 'VALID', dilation=1, group
     ``W_out = floor((W + lo + hi - (K - 1) * dilation - 1) / stride) + 1``.
   """
   return _conv_nd('conv1d', x, kernel, stride, padding, dilation, groups, precision,
-                  spatial_dims=1)
+                  fast_grad, spatial_dims=1)
 
 
 def conv2d(x, kernel, *, stride=1, padding: Padding = 'VALID', dilation=1, groups: int = 1,
-           precision=None):
+           precision=None, fast_grad: bool = True):
   """2-D cross-correlation over height and width (grayscale C_in=1, RGB C_in=3, ...).
 
   Each output channel sums over the kernel's full height x width x C_in block, so a
@@ -121,13 +194,13 @@ def conv2d(x, kernel, *, stride=1, padding: Padding = 'VALID', dilation=1, group
     x: ``(N, H, W, C_in)`` or unbatched ``(H, W, C_in)``.
     kernel: ``(KH, KW, C_in // groups, C_out)``.
     stride, dilation: int or ``(sh, sw)`` pair.
-    padding, groups, precision: see :func:`conv`.
+    padding, groups, precision, fast_grad: see :func:`conv`.
 
   Returns:
     ``(N, H_out, W_out, C_out)`` (or without the batch axis).
   """
   return _conv_nd('conv2d', x, kernel, stride, padding, dilation, groups, precision,
-                  spatial_dims=2)
+                  fast_grad, spatial_dims=2)
 
 
 def convolve1d(a, v, mode: str = 'full'):
