@@ -370,3 +370,19 @@ def test_errors_are_raised_at_trace_time_under_jit(x_shape, kwargs, fragment):
 def test_convolve1d_bad_input(a, v, mode, fragment):
   with pytest.raises(ValueError, match=re.escape(fragment)):
     convolve1d(a, v, mode=mode)
+
+
+@pytest.mark.parametrize('in_axes', [(0, 0), (0, None), (None, 0)],
+                         ids=['both', 'shared_kernel', 'shared_input'])
+def test_vmapped_conv_equals_a_loop_over_replicas(in_axes):
+  """Every batching pattern of the replica axis (forward and gradients) == a loop."""
+  rng = np.random.default_rng(11)
+  xs, ks = _rand(rng, 3, 2, 8, 8, 2), _rand(rng, 3, 3, 3, 2, 4)
+  f = lambda x, k: jnp.sum(jnp.sin(conv2d(x, k, stride=2, padding='SAME')))
+  pick = lambda a, axis, i: a if axis is None else a[i]
+  x_in, k_in = (xs if in_axes[0] == 0 else xs[0]), (ks if in_axes[1] == 0 else ks[0])
+  got = jax.vmap(jax.value_and_grad(f, (0, 1)), in_axes)(x_in, k_in)
+  for i in range(3):
+    want = jax.value_and_grad(f, (0, 1))(pick(x_in, in_axes[0], i), pick(k_in, in_axes[1], i))
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+      np.testing.assert_allclose(g[i], w, rtol=1e-4, atol=1e-4)

@@ -14,7 +14,7 @@ import itertools
 
 import jax
 import jax.numpy as jnp
-from jax import lax
+from jax import custom_batching, lax
 
 from cnn_jax.ops import _validate
 from cnn_jax.ops.shapes import Padding, check_fits, normalize_tuple, resolve_padding
@@ -29,6 +29,39 @@ def _dimension_numbers(nsp: int):
                                  (f'N{letters}C', f'{letters}IO', f'N{letters}C'))))
 
 
+def _forward_conv(x, kernel, strides, pads, lhs_dilation, rhs_dilation, precision):
+  """``lax.conv_general_dilated`` (channels-last) that ``jax.vmap`` batches without groups.
+
+  vmap over both the input and the kernel (replicas of a model) would by default
+  become one grouped convolution, which XLA:CPU runs several times slower than the
+  separate convolutions. Here a shared kernel folds the vmapped axis into the batch,
+  a shared input stacks the kernels along the output channels, and per-replica
+  inputs and kernels run as one ordinary convolution per replica.
+  """
+  nsp = kernel.ndim - 2
+
+  @custom_batching.custom_vmap
+  def conv_op(x, kernel):
+    return lax.conv_general_dilated(x, kernel, strides, pads, lhs_dilation=lhs_dilation,
+                                    rhs_dilation=rhs_dilation,
+                                    dimension_numbers=_dimension_numbers(nsp),
+                                    precision=precision)
+
+  @conv_op.def_vmap
+  def _batched(axis_size, in_batched, x, kernel):
+    x_batched, kernel_batched = in_batched
+    if not kernel_batched:
+      y = conv_op(x.reshape(-1, *x.shape[2:]), kernel)
+      return y.reshape(axis_size, -1, *y.shape[1:]), True
+    if not x_batched:
+      stacked = jnp.moveaxis(kernel, 0, -2).reshape(*kernel.shape[1:-1], -1)
+      y = conv_op(x, stacked)
+      return jnp.moveaxis(y.reshape(*y.shape[:-1], axis_size, -1), -2, 0), True
+    return jnp.stack([conv_op(x[i], kernel[i]) for i in range(axis_size)]), True
+
+  return conv_op(x, kernel)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
 def _conv_fast_grad(x, kernel, strides, pads, dilations, precision):
   """An ungrouped channels-last convolution whose gradients are plain forward ops.
@@ -39,12 +72,11 @@ def _conv_fast_grad(x, kernel, strides, pads, dilations, precision):
   ``experiments/results/perf_notes.md``). Here the input gradient is a forward
   convolution of the output gradient with the flipped, in/out-swapped kernel, and
   the kernel gradient is one matmul per kernel offset; both run at full speed
-  anywhere. Values equal XLA's gradients up to float reassociation
-  (``tests/test_conv.py``).
+  anywhere, and under ``jax.vmap`` (see :func:`_forward_conv`). Values equal XLA's
+  gradients up to float reassociation (``tests/test_conv.py``).
   """
-  return lax.conv_general_dilated(x, kernel, strides, pads, rhs_dilation=dilations,
-                                  dimension_numbers=_dimension_numbers(kernel.ndim - 2),
-                                  precision=precision)
+  nsp = kernel.ndim - 2
+  return _forward_conv(x, kernel, strides, pads, (1,) * nsp, dilations, precision)
 
 
 def _conv_fast_grad_fwd(x, kernel, strides, pads, dilations, precision):
@@ -62,10 +94,7 @@ def _conv_fast_grad_bwd(strides, pads, dilations, precision, residuals, dy):
     left = (k - 1) * d - lo
     grad_pads.append((left, n - (o - 1) * s - 1 + lo))
   flipped = jnp.swapaxes(jnp.flip(kernel, tuple(range(nsp))), -1, -2)
-  dx = lax.conv_general_dilated(dy, flipped, (1,) * nsp, grad_pads, lhs_dilation=strides,
-                                rhs_dilation=dilations,
-                                dimension_numbers=_dimension_numbers(nsp),
-                                precision=precision)
+  dx = _forward_conv(dy, flipped, (1,) * nsp, grad_pads, strides, dilations, precision)
   # Kernel gradient: for each offset k, dw[k] = sum over (n, o) of
   # x_pad[n, o*s + k*d] (x) dy[n, o], a (C_in x M) @ (M x C_out) matmul.
   x_pad = jnp.pad(x, ((0, 0), *pads, (0, 0)))
@@ -151,8 +180,9 @@ def conv(x, kernel, *, stride=1, padding: Padding = 'VALID', dilation=1, groups:
     fast_grad: differentiate (reverse mode) through forward convolutions and matmuls
       instead of XLA's gradient convolutions, which are 8-20x slower on CPU inside
       ``lax.scan``; the values are the same up to float reassociation. Forward-mode
-      differentiation (``jax.jvp``, ``jax.jacfwd``) needs ``fast_grad=False``. Grouped
-      convolutions always use XLA's gradients.
+      and higher-order differentiation (``jax.jvp``, ``jax.jacfwd``, gradients of
+      gradients) need ``fast_grad=False``. Grouped convolutions always use XLA's
+      gradients.
 
   Returns:
     Array of shape ``(N, *out_spatial, C_out)`` (no batch axis if ``x`` had none),
