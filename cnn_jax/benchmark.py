@@ -23,7 +23,12 @@ Per case:
   the backward pass counted as twice the forward).
 * ``peak_memory_bytes``: the device's ``peak_bytes_in_use`` where the backend reports it
   (GPU), else the process's maximum resident set size (CPU); both are peaks over the
-  process so far, not per case (``peak_memory_kind`` says which).
+  process so far, not per case (``peak_memory_kind`` says which), so with a reference
+  they include its earlier cases too.
+* ``reference`` (only with ``run(reference=...)``, the benchmark script's ``--torch``):
+  the same model and optimizer in another framework (``experiments/torch_reference.py``:
+  PyTorch), timed the same way right after ours on the same data; ``train_ratio`` and
+  ``eval_ratio`` are our images/s over its.
 
 ``time_to_accuracy`` trains a config with ``train_and_evaluate`` on its real data in a
 temporary workdir and reports the wall time and the final test accuracy.
@@ -42,7 +47,7 @@ import resource
 import statistics
 import tempfile
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import ml_collections
@@ -100,6 +105,9 @@ def config_case(spec: str) -> Case:
 def model_case(name: str, input_shape: Sequence[int], num_classes: int = 10) -> Case:
   """A case for a bare registered model, trained as the default experiment trains.
 
+  Named ``'NAME HxWxC'`` (e.g. ``'resnet20 32x32x3'``), so one run can hold a model at
+  several input shapes.
+
   Args:
     name: a registered model name (see :func:`cnn_jax.models.names`).
     input_shape: one input's shape, e.g. ``(28, 28, 1)``; 2-D inputs are benchmarked as
@@ -112,7 +120,8 @@ def model_case(name: str, input_shape: Sequence[int], num_classes: int = 10) -> 
   models.create(name, num_classes=num_classes)
   config = config_utils.load_config(DEFAULT_CONFIG)
   config.model = ml_collections.ConfigDict({'name': name, 'num_classes': num_classes})
-  return Case(name, f'model {name}', config, tuple(input_shape))
+  shape = tuple(input_shape)
+  return Case(f'{name} {"x".join(map(str, shape))}', f'model {name}', config, shape)
 
 
 def _synthetic(shape: tuple[int, ...], n: int, num_classes: int, rng) -> tuple:
@@ -124,8 +133,23 @@ def _synthetic(shape: tuple[int, ...], n: int, num_classes: int, rng) -> tuple:
   return images, rng.integers(0, num_classes, n, dtype=np.int32)
 
 
-def _splits(case: Case, config, n: int, data: str) -> dict:
-  """Train and test splits of ``n`` examples (real data: the train split in full)."""
+def case_splits(case: Case, n: int, data: str = 'synthetic') -> dict:
+  """The host data a case is timed on, shared by the project's steps and any reference.
+
+  Args:
+    case: from :func:`config_case` or :func:`model_case`.
+    n: examples per split (the real train split is kept in full).
+    data: ``'synthetic'`` (uniform random images and labels drawn from the config's
+      seed) or ``'real'`` (the config's dataset, which must fit in memory).
+
+  Returns:
+    ``{'train': (images, labels), 'test': (images, labels)}`` as stored (uint8 images,
+    float32 signals), channels last.
+
+  Raises:
+    ValueError: for a bad ``data`` value, or real data of a streamed dataset.
+  """
+  config = case.config
   if data == 'synthetic':
     rng = np.random.default_rng(config.seed)
     num_classes = config.model.get('num_classes', 10)
@@ -188,14 +212,18 @@ def benchmark_case(case: Case, batch_size: int, *, steps: int = 20, repeats: int
   config = ml_collections.ConfigDict(case.config.to_dict())
   config.batch_size = config.eval_batch_size = batch_size
   config.dataset.eval_split = ''  # only the test split is timed
-  trainer = loop.Trainer(config, splits=_splits(case, config, batch_size * steps, data))
+  # A window's steps are one synthetic epoch; the loop's log/checkpoint intervals are
+  # not used here, so they must not constrain config.steps_per_call.
+  config.log_every_steps = config.checkpoint_every_steps = 0
+  trainer = loop.Trainer(config, splits=case_splits(case, batch_size * steps, data))
 
   state = trainer.init_state()
   compile_s, batches = trainer.compile(state)
+  per_call = trainer.steps_per_call  # steps run by one compiled call (lax.scan)
 
   def train_window(n):
     nonlocal state
-    for _ in range(n):
+    for _ in range(-(-n // per_call)):
       state, _ = trainer.train_step(state, next(batches))
     jax.block_until_ready(state)
 
@@ -211,7 +239,8 @@ def benchmark_case(case: Case, batch_size: int, *, steps: int = 20, repeats: int
   return {
       'name': case.name, 'source': case.source, 'model': config.model.name,
       'data': data, 'input_shape': list(case.input_shape), 'batch_size': batch_size,
-      'steps': steps, 'repeats': repeats, 'warmup_steps': warmup_steps,
+      'steps': steps, 'steps_per_call': per_call, 'repeats': repeats,
+      'warmup_steps': warmup_steps,
       'params': summary.params, 'forward_flops_per_example': summary.flops,
       'train_flops_per_example': train_flops, 'compile_s': compile_s,
       'train_images_per_sec': train_ips, 'train_window_s': train_windows,
@@ -255,11 +284,13 @@ def _cpu_model() -> str:
 
 
 def environment(command: str) -> dict:
-  """Hardware, versions, date and command line, to store beside the numbers."""
+  """Hardware, load, versions, date and command line, to store beside the numbers."""
   devices = jax.devices()
   return {**loop.environment(),
           'device_kind': devices[0].device_kind, 'platform': devices[0].platform,
           'cpu_model': _cpu_model(), 'cpu_count': os.cpu_count(),
+          # Other processes' load skews CPU timings; record it beside them.
+          'load_average': list(os.getloadavg()) if hasattr(os, 'getloadavg') else None,
           'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
           'command': command}
 
@@ -267,7 +298,7 @@ def environment(command: str) -> dict:
 def run(cases: Sequence[Case], batch_sizes: Sequence[int], *, steps: int = 20,
         repeats: int = 3, warmup_steps: int = 3, data: str = 'synthetic',
         target_accuracy: float | None = None, out: str | None = None, command: str = '',
-        log=print) -> dict:
+        reference: Callable[..., dict] | None = None, log=print) -> dict:
   """Benchmarks every case at every batch size; writes ``results.json``/``.md`` to ``out``.
 
   Args:
@@ -280,6 +311,13 @@ def run(cases: Sequence[Case], batch_sizes: Sequence[int], *, steps: int = 20,
     target_accuracy: if set, also run :func:`time_to_accuracy` for every config case.
     out: folder for the results (created); None writes nothing.
     command: the command line, recorded in the results.
+    reference: another implementation of the same models timed right after each of
+      ours, in this process, on the same :func:`case_splits` (e.g.
+      ``experiments.torch_reference.benchmark_case``): called as ``reference(case,
+      batch_size, steps=, repeats=, warmup_steps=, data=)``, it returns at least
+      ``framework``, ``train_images_per_sec`` and ``eval_images_per_sec``. Its record
+      is stored under the case's ``'reference'``, with ``train_ratio`` and
+      ``eval_ratio`` = ours / its images/s.
     log: called with one line per finished case.
 
   Returns:
@@ -288,12 +326,21 @@ def run(cases: Sequence[Case], batch_sizes: Sequence[int], *, steps: int = 20,
   results = {'environment': environment(command), 'flops_note': FLOPS_NOTE, 'cases': [],
              'time_to_accuracy': []}
   for case, batch_size in itertools.product(cases, batch_sizes):
-    record = benchmark_case(case, batch_size, steps=steps, repeats=repeats,
-                            warmup_steps=warmup_steps, data=data)
+    settings = dict(steps=steps, repeats=repeats, warmup_steps=warmup_steps, data=data)
+    record = benchmark_case(case, batch_size, **settings)
+    line = (f'{case.name} batch {batch_size}: {record["train_images_per_sec"]:,.0f} train '
+            f'img/s, {record["eval_images_per_sec"]:,.0f} eval img/s, compile '
+            f'{record["compile_s"]:.2f} s')
+    if reference is not None:
+      ref = reference(case, batch_size, **settings)
+      record.update(reference=ref, **{
+          f'{mode}_ratio': record[f'{mode}_images_per_sec'] / ref[f'{mode}_images_per_sec']
+          for mode in ('train', 'eval')})
+      line += (f'; {ref["framework"]} {ref["train_images_per_sec"]:,.0f} train, '
+               f'{ref["eval_images_per_sec"]:,.0f} eval img/s (ours/{ref["framework"]} '
+               f'{record["train_ratio"]:.2f}x train, {record["eval_ratio"]:.2f}x eval)')
     results['cases'].append(record)
-    log(f'{case.name} batch {batch_size}: {record["train_images_per_sec"]:,.0f} train '
-        f'img/s, {record["eval_images_per_sec"]:,.0f} eval img/s, compile '
-        f'{record["compile_s"]:.2f} s')
+    log(line)
   if target_accuracy is not None:
     for case in cases:
       if case.source.startswith('model '):
@@ -314,13 +361,18 @@ def _si(value: float, unit: str) -> str:
   return f'{value / 1000 ** exponent:.3g} {" kMGT"[exponent].strip()}{unit}'
 
 
+def _load(env: dict) -> str:
+  load = env.get('load_average')  # None where the OS does not report it
+  return f' (load average {load[0]:.2f} at the start)' if load else ''
+
+
 def format_results(results: dict) -> str:
   """The results as markdown: environment, a table of cases, time to accuracy."""
   env = results['environment']
   lines = [
       '# Benchmark', '',
       f'`{env["command"]}`', '',
-      f'{env["date"]}; {env["cpu_model"]}, {env["cpu_count"]} cores; devices '
+      f'{env["date"]}; {env["cpu_model"]}, {env["cpu_count"]} cores{_load(env)}; devices '
       f'{", ".join(env["devices"])}; jax {env["jax"]}, flax {env["flax"]}; git '
       f'{env["git_commit"]}.', '',
       f'Median of the timed windows. {results["flops_note"]}.', '',
@@ -328,13 +380,26 @@ def format_results(results: dict) -> str:
       '| train FLOPs/example | peak memory |',
       '|---|---|---|---|---|---|---|---|---|',
   ]
+  refs = [r['reference'] for r in results['cases'] if 'reference' in r]
+  if refs:
+    fw = refs[0]['framework']
+    lines[-2] += (f' {fw} train img/s | {fw} eval img/s | train ours/{fw} | '
+                  f'eval ours/{fw} |')
+    lines[-1] += '---|---|---|---|'
   for r in results['cases']:
-    lines.append(
-        f'| {r["name"]} | {r["data"]} | {r["batch_size"]} | {r["compile_s"]:.2f} | '
-        f'{r["train_images_per_sec"]:,.0f} | {r["eval_images_per_sec"]:,.0f} | '
-        f'{_si(r["train_flops_per_sec"], "FLOP/s")} | '
-        f'{_si(r["train_flops_per_example"], "FLOPs")} | '
-        f'{_si(r["peak_memory_bytes"], "B")} ({r["peak_memory_kind"]}) |')
+    row = (f'| {r["name"]} | {r["data"]} | {r["batch_size"]} | {r["compile_s"]:.2f} | '
+           f'{r["train_images_per_sec"]:,.0f} | {r["eval_images_per_sec"]:,.0f} | '
+           f'{_si(r["train_flops_per_sec"], "FLOP/s")} | '
+           f'{_si(r["train_flops_per_example"], "FLOPs")} | '
+           f'{_si(r["peak_memory_bytes"], "B")} ({r["peak_memory_kind"]}) |')
+    if 'reference' in r:
+      ref = r['reference']
+      row += (f' {ref["train_images_per_sec"]:,.0f} | {ref["eval_images_per_sec"]:,.0f} | '
+              f'{r["train_ratio"]:.2f} | {r["eval_ratio"]:.2f} |')
+    lines.append(row)
+  if refs:
+    lines += ['', f'Reference: {refs[0].get("description", refs[0]["framework"])}, timed '
+              f'in the same process right after each case, on the same data.']
   if results['time_to_accuracy']:
     lines += ['', '| config | target | test accuracy | reached | wall s | epochs | batch |',
               '|---|---|---|---|---|---|---|']

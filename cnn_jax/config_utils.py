@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import difflib
+import os
 import runpy
 
 import ml_collections
+
+
+def _call_in_file(spec: str, name: str):
+  """Calls function ``name`` of the config file ``path[:arg]`` (with ``arg`` if given).
+
+  Returns:
+    What it returns, or None if the file defines no such function.
+  """
+  path, _, arg = spec.partition(':')
+  function = runpy.run_path(path).get(name)
+  if function is None:
+    return None
+  return function(arg) if arg else function()
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
@@ -16,10 +30,37 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
 
   Returns:
     The ConfigDict.
+
+  Raises:
+    ValueError: if the file defines no ``get_config``.
   """
-  path, _, arg = spec.partition(':')
-  get_config = runpy.run_path(path)['get_config']
-  return get_config(arg) if arg else get_config()
+  config = _call_in_file(spec, 'get_config')
+  if config is None:
+    raise ValueError(f'{spec.partition(":")[0]} defines no get_config()')
+  return config
+
+
+def config_name(spec: str) -> str:
+  """The config file's name without folder and extension, e.g. ``'lenet5_fashion_mnist'``.
+
+  Args:
+    spec: a config file path, optionally followed by ``:arg``.
+  """
+  return os.path.splitext(os.path.basename(spec.partition(':')[0]))[0]
+
+
+def load_sweep(spec: str) -> dict:
+  """The sweep axes of a config file's optional ``get_sweep()`` (big_vision style).
+
+  Args:
+    spec: a config file path, optionally followed by ``:arg``, passed to ``get_sweep``
+      as to ``get_config``.
+
+  Returns:
+    ``{dotted_key: [values, ...]}`` in the file's order; empty if the file defines no
+    ``get_sweep``.
+  """
+  return dict(_call_in_file(spec, 'get_sweep') or {})
 
 
 def _field_paths(config, prefix: str = '') -> list[str]:

@@ -4,8 +4,12 @@
       --batch_sizes 128,256 --steps 20 --repeats 3 --out experiments/results/benchmarks/NAME
   python -m experiments.benchmark --model resnet20 --input_shape 32,32,3 --batch_sizes 128
   python -m experiments.benchmark --time_to_accuracy=0.91   # also trains the config (minutes)
+  python -m experiments.benchmark --torch   # and PyTorch's version of each model, side by side
+
+``--torch`` needs the benchmark-only extra: ``pip install -r requirements-bench.txt``.
 """
 
+import functools
 import os
 import shlex
 import sys
@@ -21,8 +25,9 @@ _CONFIG = flags.DEFINE_multi_string(
     'config', [], 'Experiment config file(s); repeat the flag or give a comma list. '
     f'Default (without --model): {benchmark.DEFAULT_CONFIG}.')
 _MODEL = flags.DEFINE_list('model', [], 'Bare registered model name(s).')
-_INPUT_SHAPE = flags.DEFINE_list('input_shape', ['28', '28', '1'],
-                                 'One input\'s shape for --model.')
+_INPUT_SHAPE = flags.DEFINE_multi_string('input_shape', ['28,28,1'],
+                                         'One input\'s shape for --model, e.g. 32,32,3; '
+                                         'repeat the flag to run each model at several.')
 _NUM_CLASSES = flags.DEFINE_integer('num_classes', 10, 'Output size for --model.')
 _BATCH_SIZES = flags.DEFINE_list('batch_sizes', ['128'], 'Batch sizes to measure.')
 _STEPS = flags.DEFINE_integer('steps', 20, 'Steps per timed window.')
@@ -35,6 +40,26 @@ _TARGET = flags.DEFINE_float('time_to_accuracy', None,
                              'time and final test accuracy against this target.')
 _OUT = flags.DEFINE_string('out', None, 'Folder for results.json and results.md '
                            '(e.g. experiments/results/benchmarks/NAME); default: print only.')
+_TORCH = flags.DEFINE_bool('torch', False, 'Also time the PyTorch version of each model '
+                           '(experiments/torch_reference.py) right after ours, side by side.')
+_CHANNELS_LAST = flags.DEFINE_bool('torch_channels_last', False,
+                                   'Run the PyTorch models in channels_last memory format.')
+
+
+def load_torch_reference():
+  """experiments.torch_reference, imported only for --torch (torch is an optional extra).
+
+  Raises:
+    SystemExit: naming the requirements file, if torch is not installed.
+  """
+  try:
+    from experiments import torch_reference
+  except ModuleNotFoundError as e:
+    if e.name != 'torch':
+      raise
+    raise SystemExit('error: --torch needs PyTorch, a benchmark-only extra: '
+                     'pip install -r requirements-bench.txt') from e
+  return torch_reference
 
 
 def main(argv):
@@ -46,13 +71,21 @@ def main(argv):
   if not specs and not _MODEL.value:
     specs = [benchmark.DEFAULT_CONFIG]
   try:
-    shape = tuple(int(s) for s in _INPUT_SHAPE.value)
+    shapes = [tuple(int(n) for n in s.split(',')) for s in _INPUT_SHAPE.value]
     cases = ([benchmark.config_case(s) for s in specs] +
-             [benchmark.model_case(m, shape, _NUM_CLASSES.value) for m in _MODEL.value])
+             [benchmark.model_case(m, shape, _NUM_CLASSES.value)
+              for m in _MODEL.value for shape in shapes])
+    reference = None
+    if _TORCH.value:
+      torch_reference = load_torch_reference()
+      for case in cases:  # refuse what it cannot mirror before anything is timed
+        torch_reference.check_case(case)
+      reference = functools.partial(torch_reference.benchmark_case,
+                                    channels_last=_CHANNELS_LAST.value)
     results = benchmark.run(
         cases, [int(b) for b in _BATCH_SIZES.value], steps=_STEPS.value,
         repeats=_REPEATS.value, warmup_steps=_WARMUP.value, data=_DATA.value,
-        target_accuracy=_TARGET.value, out=_OUT.value,
+        target_accuracy=_TARGET.value, out=_OUT.value, reference=reference,
         command=shlex.join(['python', '-m', 'experiments.benchmark', *sys.argv[1:]]))
   except ValueError as e:
     raise SystemExit(f'error: {e}') from e

@@ -46,8 +46,7 @@ def main(argv):
   sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                   _PROCESS_ID.value)
   config_file = config_flags.get_config_filename(flags.FLAGS['config'])
-  workdir = _WORKDIR.value or os.path.join(
-      'runs', os.path.splitext(os.path.basename(config_file.partition(':')[0]))[0])
+  workdir = _WORKDIR.value or os.path.join('runs', config_utils.config_name(config_file))
   summary = train_and_evaluate(_CONFIG.value, workdir)
   print(format_summary(summary))
 

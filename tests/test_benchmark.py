@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import sys
 
 import pytest
 
@@ -85,3 +86,40 @@ def test_bad_settings_are_refused():
     benchmark.benchmark_case(case, 8, steps=0)
   with pytest.raises(ValueError, match="data='fake'"):
     benchmark.benchmark_case(case, 8, data='fake')
+
+
+def test_a_reference_is_timed_beside_each_case():
+  calls = []
+
+  def reference(case, batch_size, **settings):
+    calls.append((case.name, batch_size, settings))
+    return {'framework': 'other', 'train_images_per_sec': 100.0, 'eval_images_per_sec': 50.0}
+
+  case = benchmark.config_case(TINY_CONFIG)
+  res = benchmark.run([case], [8], steps=1, repeats=1, warmup_steps=0, reference=reference,
+                      log=lambda *_: None)
+  assert calls == [('tiny', 8, dict(steps=1, repeats=1, warmup_steps=0, data='synthetic'))]
+  (record,) = res['cases']
+  assert record['reference']['train_images_per_sec'] == 100.0
+  assert record['train_ratio'] == pytest.approx(record['train_images_per_sec'] / 100.0)
+  assert record['eval_ratio'] == pytest.approx(record['eval_images_per_sec'] / 50.0)
+  lines = benchmark.format_results(res).splitlines()
+  header = next(i for i, line in enumerate(lines) if line.startswith('| case |'))
+  columns = [c.strip() for c in lines[header].strip('|').split('|')]
+  row = [c.strip() for c in lines[header + 2].strip('|').split('|')]
+  assert len(lines[header + 1].split('|')) == len(lines[header].split('|'))
+  assert dict(zip(columns, row))['other eval img/s'] == '50'
+  assert float(dict(zip(columns, row))['eval ours/other']) == pytest.approx(
+      record['eval_ratio'], abs=0.005)
+
+
+def test_torch_flag_without_torch_names_the_extra(monkeypatch):
+  import experiments
+  from experiments import benchmark as script
+  # As if torch were not installed (CI): importing it fails, and so does the reference.
+  monkeypatch.setitem(sys.modules, 'torch', None)
+  monkeypatch.delitem(sys.modules, 'experiments.torch_reference', raising=False)
+  monkeypatch.delattr(experiments, 'torch_reference', raising=False)
+  with pytest.raises(SystemExit, match=r'--torch needs PyTorch.*pip install -r '
+                     r'requirements-bench\.txt'):
+    script.load_torch_reference()

@@ -55,11 +55,12 @@ def environment() -> dict:
           'devices': [str(d) for d in jax.devices()], 'process_count': jax.process_count()}
 
 
-def _flatten(d: dict, prefix: str = '') -> dict:
+def flatten_config(d: dict, prefix: str = '') -> dict:
+  """A nested dict as one level of dotted keys (``{"model.name": ...}``)."""
   out = {}
   for k, v in d.items():
     if isinstance(v, dict):
-      out.update(_flatten(v, f'{prefix}{k}.'))
+      out.update(flatten_config(v, f'{prefix}{k}.'))
     else:
       out[f'{prefix}{k}'] = v
   return out
@@ -79,7 +80,7 @@ def _check_same_config(workdir: str, config_dict: dict, variants=None) -> None:
                      f'Resuming it would mix two experiments; use a new --workdir. '
                      f'Nothing was changed.')
   # Round-trip through JSON so tuples and lists compare equal.
-  old, new = _flatten(saved), _flatten(json.loads(json.dumps(config_dict)))
+  old, new = flatten_config(saved), flatten_config(json.loads(json.dumps(config_dict)))
   diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
   if diff:
     details = ', '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in diff[:8])
