@@ -74,6 +74,26 @@ def test_load_order_is_the_same_every_time(tiny_mnist):
     np.testing.assert_array_equal(first[split][1], second[split][1])
 
 
+def test_decoded_cache_is_used_and_a_broken_one_is_rebuilt(tiny_mnist, tmp_path):
+  _, data_dir, arrays = tiny_mnist
+  builder = tfds_data.builder('mnist', data_dir)
+  cache_dir = os.path.join(builder.data_dir, tfds_data.DECODED_DIR)
+  want = tfds_data.read_split(builder, 'train[:7]')  # decodes (or reads a cache)
+  cache = os.path.join(cache_dir, 'train__7_.npz')
+  assert os.path.exists(cache)
+  # Poison the cache with recognisable values: the next read must come from it.
+  np.savez(cache, inputs=want[0] * 0 + 7, labels=want[1])
+  assert (tfds_data.read_split(builder, 'train[:7]')[0] == 7).all()
+  with open(cache, 'wb') as f:
+    f.write(b'not a zip file')
+  got = tfds_data.read_split(builder, 'train[:7]')
+  np.testing.assert_array_equal(got[0], want[0])
+  np.testing.assert_array_equal(got[1], want[1])
+  assert set(as_multiset(*got)) <= set(as_multiset(*arrays['train']))
+  with np.load(cache) as rebuilt:  # rewritten from the decoded examples
+    np.testing.assert_array_equal(rebuilt['inputs'], want[0])
+
+
 def test_prepared_data_is_the_registered_tfds_dataset(tiny_mnist):
   source, data_dir, arrays = tiny_mnist
   builder = tfds.builder('mnist', data_dir=data_dir)
