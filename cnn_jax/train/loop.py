@@ -720,7 +720,8 @@ def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float):
       log(f'epoch {done // spe}/{config.num_epochs}  step {done}/{total}  train loss '
           f'{mean("epoch_loss"):.4f} acc {mean("epoch_accuracy"):.4f}{extra}  '
           f'{records[0]["images_per_sec"]:.0f} img/s  ETA {eta:.0f}s')
-    if done % ckpt_every == 0 or end_of_epoch or done == total:
+    # Every evaluated step is saved too, so the best one can be kept and restored.
+    if done % ckpt_every == 0 or eval_accuracy is not None or done == total:
       save(done, eval_accuracy)
     t_interval = time.perf_counter()
   if bar is not None:

@@ -71,7 +71,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.evaluate_train = False  # also evaluate on the training split at the end (the gap)
 
   config.log_every_steps = 100
-  config.checkpoint_every_steps = 0  # 0: at the end of every epoch (and of the run)
+  config.checkpoint_every_steps = 0  # 0: every epoch; N: every N steps (and evaluated steps, the end)
   config.keep_checkpoints = 2  # the latest K, plus the best by eval accuracy
   config.tensorboard = True  # if TensorFlow is installed
   return config
