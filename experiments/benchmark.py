@@ -40,6 +40,9 @@ _TARGET = flags.DEFINE_float('time_to_accuracy', None,
                              'time and final test accuracy against this target.')
 _OUT = flags.DEFINE_string('out', None, 'Folder for results.json and results.md '
                            '(e.g. experiments/results/benchmarks/NAME); default: print only.')
+_STEPS_PER_CALL = flags.DEFINE_integer(
+    'steps_per_call', None, 'Override every case\'s config.steps_per_call: 1 times one '
+    'jitted step per call, 0 one lax.scan over each timed window; default: the config\'s.')
 _TORCH = flags.DEFINE_bool('torch', False, 'Also time the PyTorch version of each model '
                            '(experiments/torch_reference.py) right after ours, side by side.')
 _CHANNELS_LAST = flags.DEFINE_bool('torch_channels_last', False,
@@ -75,6 +78,9 @@ def main(argv):
     cases = ([benchmark.config_case(s) for s in specs] +
              [benchmark.model_case(m, shape, _NUM_CLASSES.value)
               for m in _MODEL.value for shape in shapes])
+    if _STEPS_PER_CALL.value is not None:
+      for case in cases:
+        case.config.steps_per_call = _STEPS_PER_CALL.value
     reference = None
     if _TORCH.value:
       torch_reference = load_torch_reference()

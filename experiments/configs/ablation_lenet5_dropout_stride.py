@@ -32,6 +32,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset = data.dataset
   config.num_epochs = data.num_epochs
   config.tensorboard = False
+  config.steps_per_call = 0  # an epoch per compiled call (lax.scan)
+  config.log_every_steps = 0  # so logs come at epoch ends
   return config
 
 

@@ -33,6 +33,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.dense_dropout_rate = 0.0
   config.num_epochs = 6
   config.tensorboard = False
+  config.steps_per_call = 0  # an epoch per compiled call (lax.scan)
+  config.log_every_steps = 0  # so logs come at epoch ends
   return config
 
 
