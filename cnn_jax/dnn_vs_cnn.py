@@ -1,0 +1,270 @@
+"""DNN vs CNN: the scalability argument for convolution, measured on this project's models.
+
+  python -m experiments.dnn_vs_cnn [--seeds 3] [--notrain]
+
+Two parts:
+
+* :func:`growth_table`: how the first layer's parameters grow with the input. A dense
+  first layer of ``H`` units on an ``h x w x c`` input has ``H * (h * w * c) + H``
+  parameters; a convolution of ``F`` filters of ``k x k`` has ``k * k * c * F + F``,
+  whatever the input's size. The counts are not computed from these formulas: the
+  study's MLP and CNN are built from their configs and summarised
+  (:func:`cnn_jax.summary.summarize`) at each input shape, and their first
+  parameterised layer is read off (the tests compare them with the formulas). The
+  whole models' counts are listed too: the CNN's dense layer on flattened features
+  grows with the input as well, which only a global pooling head would avoid.
+* :func:`compare`: both models trained on the same data (Fashion-MNIST) with ``n``
+  seeds each (:func:`cnn_jax.reproduce.train_seeds`), reported with parameters,
+  forward FLOPs per example, test accuracy mean ± std and wall time.
+
+:func:`run` writes ``results.json``, ``results.md`` and two figures
+(``params_vs_input_size.png``; ``accuracy_vs_params.png``, accuracy against parameters and
+against FLOPs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+
+from cnn_jax import benchmark, config_utils, reproduce
+from cnn_jax.data import catalog
+from cnn_jax.summary import Row, Summary, summarize
+from cnn_jax.train.loop import build_model
+from cnn_jax.viz.common import Plot, new_figure
+
+MLP_CONFIG = 'experiments/configs/mlp_fashion_mnist.py'
+CNN_CONFIG = 'experiments/configs/dnn_vs_cnn_cnn.py'
+CONFIGS = {'mlp': MLP_CONFIG, 'cnn': CNN_CONFIG}
+INPUT_SIZES = (28, 32, 64, 128, 224, 256)
+CHANNELS = (1, 3)
+DEFAULT_OUT = 'experiments/results/dnn_vs_cnn'
+DEFAULT_WORKDIR = 'runs/dnn_vs_cnn'
+RESULTS_JSON = 'results.json'
+RESULTS_MD = 'results.md'
+GROWTH_FIGURE = 'params_vs_input_size.png'
+ACCURACY_FIGURE = 'accuracy_vs_params.png'
+_COLORS = {'dense': 'tab:blue', 'conv': 'tab:orange'}
+
+
+def first_layer(summary: Summary) -> Row:
+  """The row of the first layer with parameters in a model's summary.
+
+  Raises:
+    ValueError: if no layer has parameters.
+  """
+  for row in summary.rows:
+    if row.params:
+      return row
+  raise ValueError(f'{summary.model} has no layer with parameters')
+
+
+def growth_table(mlp_config: str = MLP_CONFIG, cnn_config: str = CNN_CONFIG,
+                 sizes: Sequence[int] = INPUT_SIZES, channels: Sequence[int] = CHANNELS
+                 ) -> list[dict]:
+  """First-layer and total parameters of the MLP and the CNN per square input size.
+
+  Args:
+    mlp_config: config file of the dense model.
+    cnn_config: config file of the convolutional model.
+    sizes: input sides ``s`` (inputs ``s x s x c``).
+    channels: input channels ``c`` (1: grayscale, 3: RGB).
+
+  Returns:
+    One dict per (size, channels): ``size``, ``channels``, ``inputs`` (``s * s * c``),
+    ``dense_first_layer`` and ``conv_first_layer`` (parameters of each model's first
+    layer), ``mlp_params`` and ``cnn_params`` (whole models).
+  """
+  mlp = build_model(config_utils.load_config(mlp_config))
+  cnn = build_model(config_utils.load_config(cnn_config))
+  table = []
+  for c in channels:
+    for s in sizes:
+      dense, conv = summarize(mlp, (s, s, c)), summarize(cnn, (s, s, c))
+      table.append({'size': s, 'channels': c, 'inputs': s * s * c,
+                    'dense_first_layer': first_layer(dense).params,
+                    'conv_first_layer': first_layer(conv).params,
+                    'mlp_params': dense.params, 'cnn_params': conv.params})
+  return table
+
+
+def compare(configs: dict[str, str] = CONFIGS, seeds: int = 3,
+            workdir: str = DEFAULT_WORKDIR, runner: reproduce.Runner | None = None,
+            log=print) -> list[dict]:
+  """Trains each config with ``seeds`` seeds on its data and measures it.
+
+  Args:
+    configs: label -> config file; every config should read the same dataset splits.
+    seeds: seeds ``0 .. seeds - 1``.
+    workdir: parent of the per-label run directories (finished ones are read back).
+    runner: see :func:`cnn_jax.reproduce.train_seeds`.
+    log: progress lines.
+
+  Returns:
+    One record per label: ``label``, ``config``, ``model``, ``params``, ``flops``
+    (forward, per example, multiply-add = 2), ``test_accuracies``, ``mean``, ``std``,
+    ``epochs``, ``wall_s``, ``resumed``.
+  """
+  records = []
+  for label, spec in configs.items():
+    config = config_utils.load_config(spec)
+    summary = summarize(build_model(config), catalog.model_input_shape(config.dataset))
+    replicas, resumed = reproduce.train_seeds(config, os.path.join(workdir, label),
+                                              range(seeds), runner, log)
+    accuracies = [r['test_accuracy'] for r in replicas]
+    mean, std = reproduce.mean_std(accuracies)
+    records.append({'label': label, 'config': spec, 'model': config.model.name,
+                    'dataset': config.dataset.name, 'params': summary.params,
+                    'flops': summary.flops, 'test_accuracies': accuracies, 'mean': mean,
+                    'std': std, 'epochs': config.num_epochs,
+                    'wall_s': max(r['wall_s'] for r in replicas), 'resumed': resumed})
+  return records
+
+
+def params_vs_input_size(table: list[dict]) -> Plot:
+  """First-layer parameters of both models against the input side, log scale.
+
+  Returns:
+    Plot with ``data = {'sizes', 'dense': {c: counts}, 'conv': {c: counts}}``.
+  """
+  sizes = sorted({r['size'] for r in table})
+  data = {'sizes': np.array(sizes), 'dense': {}, 'conv': {}}
+  fig, axes = new_figure(1, 1, 4.5)
+  ax = axes[0, 0]
+  for c, line in zip(sorted({r['channels'] for r in table}), ('-', '--', ':', '-.')):
+    rows = sorted((r for r in table if r['channels'] == c), key=lambda r: r['size'])
+    name = {1: 'grayscale', 3: 'RGB'}.get(c, f'{c} channels')
+    for kind, style in (('dense', 'o'), ('conv', 's')):
+      counts = np.array([r[f'{kind}_first_layer'] for r in rows])
+      data[kind][c] = counts
+      ax.plot(sizes, counts, style + line, color=_COLORS[kind],
+              label=f'{kind} first layer, {name}')
+  ax.set_xscale('log', base=2)
+  ax.set_yscale('log')
+  ax.set_xticks(sizes, [str(s) for s in sizes])
+  ax.minorticks_off()
+  ax.set_xlabel('input side s (inputs s x s x channels)')
+  ax.set_ylabel('parameters of the first layer')
+  ax.set_title('Dense first layer grows with the input; a conv layer does not', fontsize=10)
+  ax.grid(True, which='major', alpha=0.3)
+  ax.legend(fontsize=8)
+  return Plot(fig, data)
+
+
+def accuracy_vs_params(records: list[dict]) -> Plot:
+  """Test accuracy (mean, with ± std bars) against parameters and against FLOPs.
+
+  Returns:
+    Plot with ``data = {'labels', 'params', 'flops', 'mean', 'std'}``.
+  """
+  data = {'labels': [r['label'] for r in records],
+          'params': np.array([r['params'] for r in records]),
+          'flops': np.array([r['flops'] for r in records]),
+          'mean': np.array([r['mean'] for r in records]),
+          'std': np.array([r['std'] or 0.0 for r in records])}
+  fig, axes = new_figure(1, 2, 4.0)
+  for ax, key, label in ((axes[0, 0], 'params', 'parameters'),
+                         (axes[0, 1], 'flops', 'forward FLOPs per example')):
+    for i, r in enumerate(records):
+      ax.errorbar(data[key][i], 100 * data['mean'][i], yerr=100 * data['std'][i], fmt='o',
+                  capsize=4, label=f'{r["label"]} ({r["model"]})')
+    ax.set_xscale('log')
+    # A decade either side, so models of near-equal size still sit on a readable axis.
+    ax.set_xlim(data[key].min() / 10, data[key].max() * 10)
+    ax.set_xlabel(label)
+    ax.set_ylabel('test accuracy (%)')
+    ax.margins(y=0.5)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+  n = len(records[0]['test_accuracies'])
+  fig.suptitle(f'{records[0]["dataset"]}: mean ± std over {n} seed(s)', fontsize=10)
+  return Plot(fig, data)
+
+
+def run(seeds: int = 3, train: bool = True, workdir: str = DEFAULT_WORKDIR,
+        out: str | None = DEFAULT_OUT, configs: dict[str, str] = CONFIGS,
+        command: str = '', runner: reproduce.Runner | None = None, log=print) -> dict:
+  """The growth table and (``train``) the trained comparison; writes them to ``out``.
+
+  Args:
+    seeds: seeds per model.
+    train: also train the models (minutes); False gives the table alone (seconds).
+    workdir: parent of the run directories.
+    out: folder for the results and figures (created); None writes nothing.
+    configs: ``{'mlp': file, 'cnn': file}``, the models of both parts.
+    command: the command line, recorded in the results.
+    runner: see :func:`cnn_jax.reproduce.train_seeds`.
+    log: progress lines.
+
+  Returns:
+    ``{'environment', 'configs', 'first_layers', 'growth', 'trained'}``;
+    ``first_layers`` describes each model's first layer at 28x28x1, ``trained`` is
+    :func:`compare`'s records (empty without ``train``).
+  """
+  growth = growth_table(configs['mlp'], configs['cnn'])
+  first = {label: first_layer(summarize(build_model(config_utils.load_config(spec)),
+                                        (28, 28, 1)))
+           for label, spec in configs.items()}
+  results = {'environment': benchmark.environment(command), 'configs': dict(configs),
+             'first_layers': {k: {'name': r.name, 'kind': r.kind, 'params': r.params,
+                                  'output_shape': list(r.output_shape)}
+                              for k, r in first.items()},
+             'growth': growth,
+             'trained': compare(configs, seeds, workdir, runner, log) if train else []}
+  if out:
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, RESULTS_JSON), 'w') as f:
+      json.dump(results, f, indent=2)
+    with open(os.path.join(out, RESULTS_MD), 'w') as f:
+      f.write(format_results(results))
+    params_vs_input_size(growth).figure.savefig(os.path.join(out, GROWTH_FIGURE), dpi=100)
+    if results['trained']:
+      accuracy_vs_params(results['trained']).figure.savefig(
+          os.path.join(out, ACCURACY_FIGURE), dpi=100)
+  return results
+
+
+def format_results(results: dict) -> str:
+  """The results as markdown: environment, the growth table, the trained comparison."""
+  env, first = results['environment'], results['first_layers']
+  dense, conv = first['mlp'], first['cnn']
+  lines = [
+      '# DNN vs CNN: parameters, FLOPs and accuracy', '',
+      f'`{env["command"]}`', '',
+      f'{env["date"]}; {reproduce.hardware(env)}; jax {env["jax"]}, flax {env["flax"]}; '
+      f'git {env["git_commit"]}. Models: `{results["configs"]["mlp"]}` (MLP) and '
+      f'`{results["configs"]["cnn"]}` (CNN).', '',
+      '## First-layer parameters against input size', '',
+      f'A dense first layer of H units has H·(h·w·c) + H parameters, a convolution of F '
+      f'k×k filters k·k·c·F + F. Counted by `cnn_jax.summary` on the built models: the '
+      f'MLP\'s `{dense["name"]}` (H = {dense["output_shape"][-1]}) and the CNN\'s '
+      f'`{conv["name"]}` (F = {conv["output_shape"][-1]}). The whole CNN grows too, '
+      f'through its dense layer on the flattened features.', '',
+      '| input | inputs | dense first layer | conv first layer | dense / conv '
+      '| whole MLP | whole CNN |',
+      '|---|---|---|---|---|---|---|',
+  ]
+  for r in results['growth']:
+    lines.append(f'| {r["size"]}x{r["size"]}x{r["channels"]} | {r["inputs"]:,} | '
+                 f'{r["dense_first_layer"]:,} | {r["conv_first_layer"]:,} | '
+                 f'{r["dense_first_layer"] / r["conv_first_layer"]:,.0f}x | '
+                 f'{r["mlp_params"]:,} | {r["cnn_params"]:,} |')
+  trained = results['trained']
+  if trained:
+    n = len(trained[0]['test_accuracies'])
+    lines += ['', f'## Trained on {trained[0]["dataset"]}', '',
+              f'Final test accuracy, mean ± sample standard deviation over seeds '
+              f'0..{n - 1}; FLOPs per example of the forward pass (multiply-add = 2); '
+              f'wall time of the run that trained all seeds.', '',
+              '| model | config | parameters | FLOPs / example | test accuracy (n) '
+              '| epochs | wall time |',
+              '|---|---|---|---|---|---|---|']
+    for r in trained:
+      std = '' if r['std'] is None else f' ± {100 * r["std"]:.2f}'
+      lines.append(f'| {r["label"]} ({r["model"]}) | `{r["config"]}` | {r["params"]:,} | '
+                   f'{r["flops"]:,} | {100 * r["mean"]:.2f}%{std} ({n}) | {r["epochs"]} | '
+                   f'{reproduce.duration(r["wall_s"])} |')
+  return '\n'.join(lines) + '\n'

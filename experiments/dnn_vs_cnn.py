@@ -1,0 +1,45 @@
+"""The DNN-vs-CNN study: first-layer parameters against input size, and both models trained
+(see cnn_jax.dnn_vs_cnn).
+
+  python -m experiments.dnn_vs_cnn                 # table, then MLP and CNN with 3 seeds each
+  python -m experiments.dnn_vs_cnn --notrain       # the parameter table alone (seconds)
+"""
+
+import os
+import shlex
+import sys
+
+# TensorFlow (the data layer's) C++ start-up chatter; set before anything imports it.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from absl import app, flags, logging
+
+from cnn_jax import dnn_vs_cnn
+
+_SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per model (0 .. N-1).')
+_TRAIN = flags.DEFINE_bool('train', True, 'Train both models (else the table alone).')
+_MLP = flags.DEFINE_string('mlp_config', dnn_vs_cnn.MLP_CONFIG, 'The dense model.')
+_CNN = flags.DEFINE_string('cnn_config', dnn_vs_cnn.CNN_CONFIG, 'The convolutional model.')
+_WORKDIR = flags.DEFINE_string('workdir', dnn_vs_cnn.DEFAULT_WORKDIR,
+                               'Parent of the run directories (mlp/, cnn/).')
+_OUT = flags.DEFINE_string('out', dnn_vs_cnn.DEFAULT_OUT,
+                           'Folder for results.json, results.md and the figures.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  try:
+    results = dnn_vs_cnn.run(
+        seeds=_SEEDS.value, train=_TRAIN.value, workdir=_WORKDIR.value, out=_OUT.value,
+        configs={'mlp': _MLP.value, 'cnn': _CNN.value},
+        command=shlex.join(['python', '-m', 'experiments.dnn_vs_cnn', *sys.argv[1:]]))
+  except ValueError as e:
+    raise SystemExit(f'error: {e}') from e
+  print(dnn_vs_cnn.format_results(results))
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,55 @@
+"""Reproduces published results and tabulates ours against them (see cnn_jax.reproduce).
+
+  python -m experiments.reproduce                          # every reference, 3 seeds
+  python -m experiments.reproduce --only mnist1d_cnn,mnist1d_mlp --seeds 5
+  python -m experiments.reproduce --only fashion_mnist_resnet18 \
+      --override fashion_mnist_resnet18:num_epochs=3
+
+References whose dataset is not prepared are reported as skipped, with the command that
+prepares them; finished references are read back from --workdir, not trained again.
+"""
+
+import os
+import shlex
+import sys
+
+# TensorFlow (the data layer's) C++ start-up chatter; set before anything imports it.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from absl import app, flags, logging
+
+from cnn_jax import reproduce
+
+_ONLY = flags.DEFINE_multi_string(
+    'only', [], 'Reference name(s) to run; repeat the flag or give a comma list. '
+    f'Default: all of {", ".join(reproduce.names())}.')
+_SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per reference (0 .. N-1).')
+_WORKDIR = flags.DEFINE_string('workdir', reproduce.DEFAULT_WORKDIR,
+                               'Parent of the per-reference run directories.')
+_OUT = flags.DEFINE_string('out', reproduce.DEFAULT_OUT,
+                           'Folder for results.json and results.md.')
+_OVERRIDE = flags.DEFINE_multi_string(
+    'override', [], 'KEY=VALUE for every selected reference\'s config, or '
+    'NAME:KEY=VALUE for one (e.g. fashion_mnist_resnet18:num_epochs=3, '
+    'dataset.data_dir=/data/tfds).')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  try:
+    references = reproduce.select([n for v in _ONLY.value for n in v.split(',') if n])
+    results = reproduce.run(
+        references, seeds=_SEEDS.value, workdir=_WORKDIR.value, out=_OUT.value,
+        overrides=_OVERRIDE.value,
+        not_run=[r for r in reproduce.REFERENCES if r not in references],
+        command=shlex.join(['python', '-m', 'experiments.reproduce', *sys.argv[1:]]))
+  except ValueError as e:
+    raise SystemExit(f'error: {e}') from e
+  print(reproduce.format_results(results))
+
+
+if __name__ == '__main__':
+  app.run(main)

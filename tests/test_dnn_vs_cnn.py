@@ -1,0 +1,94 @@
+"""The DNN-vs-CNN study: parameter growth against closed forms, the trained comparison."""
+
+import json
+import os
+
+import pytest
+
+from cnn_jax import config_utils, dnn_vs_cnn
+
+QUIET = dict(log=lambda *_: None)
+
+
+def _fields(spec):
+  return config_utils.load_config(spec).model
+
+
+def test_growth_table_equals_the_closed_forms():
+  table = dnn_vs_cnn.growth_table()
+  mlp, cnn = _fields(dnn_vs_cnn.MLP_CONFIG), _fields(dnn_vs_cnn.CNN_CONFIG)
+  h, f, k = mlp.hidden[0], cnn.features[0], cnn.kernel_size
+  assert (h, f, k) == (256, 32, 3)
+  assert [(r['size'], r['channels']) for r in table] == [
+      (s, c) for c in (1, 3) for s in (28, 32, 64, 128, 224, 256)]
+  for r in table:
+    s, c = r['size'], r['channels']
+    assert r['inputs'] == s * s * c
+    assert r['dense_first_layer'] == h * (s * s * c) + h
+    assert r['conv_first_layer'] == k * k * c * f + f
+    # Whole models: (n_in + 1) * n_out per dense layer; the CNN's two SAME convs and
+    # two 2x2 pools leave (s / 4)^2 x 64 features for its dense layer.
+    widths = (s * s * c, *mlp.hidden, 10)
+    assert r['mlp_params'] == sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
+    flat = (s // 4) ** 2 * cnn.features[1]
+    assert r['cnn_params'] == (k * k * c * f + f + k * k * f * 64 + 64 + (flat + 1) * 69
+                               + 70 * 10)
+  assert table[0]['dense_first_layer'] == 200_960 and table[0]['conv_first_layer'] == 320
+  assert table[0]['mlp_params'] == 235_146  # the MLP config's documented count
+
+
+def test_first_layer_skips_parameterless_layers():
+  table = dnn_vs_cnn.growth_table(sizes=(28,), channels=(1,))
+  plot = dnn_vs_cnn.params_vs_input_size(table)
+  assert list(plot.data['sizes']) == [28]
+  assert list(plot.data['dense'][1]) == [200_960]  # dense0, not the input dropout
+  assert list(plot.data['conv'][1]) == [320]
+
+
+class FakeRunner:
+  """Returns fixed accuracies per workdir and writes the files resume reads."""
+
+  def __init__(self):
+    self.calls = []
+
+  def __call__(self, config, workdir, variants, log=print):
+    self.calls.append(workdir)
+    accuracies = {'mlp': (0.88, 0.89), 'cnn': (0.90, 0.92)}[os.path.basename(workdir)]
+    summaries = [{'test_accuracy': a, 'wall_s': 10.0, 'num_params': 0, 'variant': v}
+                 for a, v in zip(accuracies, variants)]
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      json.dump({'config': config.to_dict(), 'variants': variants}, f)
+    with open(os.path.join(workdir, 'summary.json'), 'w') as f:
+      json.dump({'replicas': summaries}, f)
+    return summaries
+
+
+def test_trained_comparison_reports_params_flops_and_accuracy(tmp_path):
+  runner = FakeRunner()
+  out = tmp_path / 'out'
+  results = dnn_vs_cnn.run(seeds=2, workdir=str(tmp_path / 'runs'), out=str(out),
+                           command='python -m experiments.dnn_vs_cnn --test', runner=runner,
+                           **QUIET)
+  mlp, cnn = results['trained']
+  assert (mlp['label'], cnn['label']) == ('mlp', 'cnn')
+  assert (mlp['params'], cnn['params']) == (235_146, 235_969)
+  # Forward FLOPs, multiply-add = 2 plus one per bias: 784-256-128-10 dense layers.
+  assert mlp['flops'] == sum(2 * a * b + b for a, b in ((784, 256), (256, 128), (128, 10)))
+  assert cnn['flops'] > 10 * mlp['flops']
+  assert mlp['mean'] == pytest.approx(0.885) and cnn['mean'] == pytest.approx(0.91)
+  assert cnn['std'] == pytest.approx(0.0141421356)
+  assert results['first_layers']['mlp']['name'] == 'dense0'
+  assert results['first_layers']['cnn']['name'] == 'conv0'
+  for name in ('results.json', 'results.md', 'params_vs_input_size.png',
+               'accuracy_vs_params.png'):
+    assert os.path.getsize(out / name) > 0
+  with open(out / 'results.md') as f:
+    text = f.read()
+  assert '| 256x256x3 | 196,608 | 50,331,904 | 896 |' in text
+  assert '| 91.00% ± 1.41 (2) |' in text
+  plot = dnn_vs_cnn.accuracy_vs_params(results['trained'])
+  assert list(plot.data['params']) == [235_146, 235_969]
+  # Finished runs are read back, not trained again.
+  dnn_vs_cnn.run(seeds=2, workdir=str(tmp_path / 'runs'), out=None, runner=runner, **QUIET)
+  assert len(runner.calls) == 2

@@ -1,0 +1,230 @@
+"""The reproduction harness: references, skipping, pass/fail, the table, resume, a tiny run."""
+
+import json
+import math
+import os
+
+import pytest
+from idx_files import prepare_toy_tfds
+
+from cnn_jax import config_utils, reproduce
+from cnn_jax.data import catalog
+from cnn_jax.summary import summarize
+from cnn_jax.train.loop import build_model
+
+TINY_CONFIG = os.path.join(os.path.dirname(__file__), 'configs', 'tiny.py')
+QUIET = dict(log=lambda *_: None)
+
+# The published numbers as issue #6 states them.
+ISSUE_NUMBERS = {
+    'mnist1d_cnn': 0.94, 'mnist1d_mlp': 0.68, 'mnist1d_logistic': 0.32,
+    'fashion_mnist_cnn': 0.91, 'fashion_mnist_resnet18': 0.949, 'mnist_lenet5': 0.9905,
+    'cifar10_resnet20': 0.9125, 'cifar10_resnet56': 0.9303,
+}
+# Parameter counts from the architectures' definitions, independent of our models: the
+# MNIST-1D ConvBase prints 5,210; MLP 40-100-100-10 and logistic 40-10 by (n_in + 1) *
+# n_out; convnet.py's 5x5 32 / 5x5 64 / dense 1024 on 7x7x64; LeNet-5 61,706; torchvision
+# ResNet-18 (11,689,512) with a 1-channel stem conv (-2 * 64 * 49) and a 10-class head
+# (-(512 + 1) * 990); the CIFAR ResNets from He et al.'s Table 6 reference code.
+PARAMS = {
+    'mnist1d_cnn': 5210,
+    'mnist1d_mlp': 41 * 100 + 101 * 100 + 101 * 10,
+    'mnist1d_logistic': 41 * 10,
+    'fashion_mnist_cnn': (25 * 1 + 1) * 32 + (25 * 32 + 1) * 64 + (7 * 7 * 64 + 1) * 1024
+                         + 1025 * 10,
+    'fashion_mnist_resnet18': 11_689_512 - 2 * 64 * 49 - 513 * 990,
+    'mnist_lenet5': 61706,
+    'cifar10_resnet20': 269722,
+    'cifar10_resnet56': 853018,
+}
+
+
+def _toy_reference(name, published, tolerance, rule):
+  return reproduce.Reference(name, TINY_CONFIG, 'fashion_mnist', published, tolerance, rule,
+                             'a test', 'https://example.org')
+
+
+class FakeRunner:
+  """Writes the workdir files train_replicas writes and returns given accuracies."""
+
+  def __init__(self, accuracies, wall_s=(75.2, 74.0, 73.0)):
+    self.accuracies, self.wall_s, self.calls = accuracies, wall_s, []
+
+  def __call__(self, config, workdir, variants, log=print):
+    self.calls.append((workdir, variants))
+    summaries = [{'test_accuracy': a, 'wall_s': w, 'num_params': 1234, 'variant': v}
+                 for a, w, v in zip(self.accuracies, self.wall_s, variants)]
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      json.dump({'config': config.to_dict(), 'variants': variants}, f)
+    with open(os.path.join(workdir, 'summary.json'), 'w') as f:
+      json.dump({'replicas': summaries}, f)
+    return summaries
+
+
+@pytest.fixture(scope='module')
+def toy_dir(tmp_path_factory):
+  return prepare_toy_tfds(tmp_path_factory.mktemp('toy_idx'),
+                          tmp_path_factory.mktemp('toy_tfds'))
+
+
+def test_references_state_the_issues_numbers_and_sources():
+  assert {r.name: r.published for r in reproduce.REFERENCES} == ISSUE_NUMBERS
+  assert len(set(reproduce.names())) == len(reproduce.REFERENCES)
+  for ref in reproduce.REFERENCES:
+    assert ref.rule in reproduce.RULES
+    assert 0 <= ref.tolerance < 0.05 and ref.source and ref.url.startswith('http')
+    assert ref.config == f'experiments/configs/reproduce_{ref.name}.py'
+  greydanus = [r for r in reproduce.REFERENCES if r.name.startswith('mnist1d')]
+  assert all('arXiv:2011.14439' in r.source for r in greydanus)
+
+
+@pytest.mark.parametrize('ref', reproduce.REFERENCES, ids=reproduce.names())
+def test_every_config_loads_and_builds_its_model_on_its_dataset(ref):
+  config = config_utils.load_config(ref.config)
+  assert config.dataset.name == ref.dataset
+  shape = catalog.model_input_shape(config.dataset)  # raises for an unsupported dataset
+  assert summarize(build_model(config), shape).params == PARAMS[ref.name]
+  assert not config.dataset.eval_split or config.dataset.eval_split.startswith('train')
+
+
+def test_pass_fail_rules():
+  at_least = _toy_reference('a', 0.94, 0.015, 'at_least')
+  assert at_least.passes(0.925 + 1e-9) and at_least.passes(0.99)
+  assert not at_least.passes(0.925 - 1e-6)
+  within = _toy_reference('w', 0.68, 0.03, 'within')
+  assert within.passes(0.65 + 1e-9) and within.passes(0.71 - 1e-9)
+  assert not within.passes(0.65 - 1e-6) and not within.passes(0.71 + 1e-6)
+  assert at_least.rule_text() == '>= published - 1.5'
+  assert within.rule_text() == 'published ± 3'
+  assert _toy_reference('f', 0.91, 0.0, 'at_least').rule_text() == '>= published'
+
+
+def test_select_and_overrides_give_clear_errors():
+  assert [r.name for r in reproduce.select(['mnist1d_mlp', 'mnist1d_cnn'])] == [
+      'mnist1d_cnn', 'mnist1d_mlp']  # table order
+  assert reproduce.select() == list(reproduce.REFERENCES)
+  with pytest.raises(ValueError, match='unknown reference.*mnist1d_gru.*mnist1d_cnn'):
+    reproduce.select(['mnist1d_gru'])
+  ref = reproduce.select(['mnist1d_mlp'])[0]
+  config = reproduce.reference_config(ref, ['num_epochs=2', 'mnist1d_mlp:model.hidden=(7,)',
+                                            'mnist1d_cnn:num_epochs=9',
+                                            'dataset.data_dir=/x:y'])
+  assert (config.num_epochs, config.model.hidden, config.dataset.data_dir) == (2, (7,), '/x:y')
+  with pytest.raises(ValueError, match="unknown config field 'num_epoch'.*num_epochs"):
+    reproduce.reference_config(ref, ['num_epoch=2'])
+  with pytest.raises(ValueError, match='names no reference'):
+    reproduce.reference_config(ref, ['mnist1d_gru:num_epochs=2'])
+  with pytest.raises(ValueError, match=r"'num_epochs=2.5'.*float.*int"):
+    reproduce.reference_config(ref, ['num_epochs=2.5'])
+  with pytest.raises(ValueError, match=r'not \[NAME:\]KEY=VALUE'):
+    reproduce.reference_config(ref, ['num_epochs'])
+
+
+def test_missing_dataset_is_skipped_with_reason_and_prepare_command(tmp_path):
+  """Also: a reference left out by --only still has its row, marked not run."""
+  runner = FakeRunner([])
+  refs = reproduce.select(['mnist_lenet5', 'cifar10_resnet20'])
+  results = reproduce.run(refs, workdir=str(tmp_path / 'runs'), out=str(tmp_path / 'out'),
+                          overrides=[f'dataset.data_dir={tmp_path / "empty"}'],
+                          not_run=reproduce.select(['mnist1d_cnn']), runner=runner, **QUIET)
+  assert runner.calls == []
+  not_run, mnist, cifar = results['references']  # in table order
+  assert (not_run['name'], not_run['status']) == ('mnist1d_cnn', 'not run')
+  assert mnist['status'] == cifar['status'] == 'skipped'
+  assert 'mnist' in mnist['reason'] and 'not prepared' in mnist['reason']
+  assert mnist['prepare_command'] == (f'python -m cnn_jax.data prepare mnist --data-dir '
+                                      f'{tmp_path / "empty"} --from-dir FOLDER_WITH_IDX_FILES')
+  assert cifar['prepare_command'].startswith('python -m cnn_jax.data prepare cifar10')
+  with open(tmp_path / 'out' / 'results.md') as f:
+    table = f.read()
+  assert table.count('| skipped: ') == 2
+  assert table.count('| not run (not selected by --only) |') == 1
+  assert f'`{mnist["prepare_command"]}`' in table
+
+
+def _rows(markdown):
+  """The table's rows as lists of cells, keyed by the setting's name."""
+  rows = [[c.strip() for c in line.strip('|').split(' | ')]
+          for line in markdown.splitlines() if line.startswith('| toy_')]
+  return {row[0].split(':')[0]: row for row in rows}
+
+
+def test_table_from_fake_summaries(toy_dir, tmp_path):
+  refs = [_toy_reference('toy_pass', 0.94, 0.015, 'at_least'),
+          _toy_reference('toy_fail', 0.68, 0.03, 'within')]
+  runner = FakeRunner([0.93, 0.94, 0.95])
+  results = reproduce.run(refs[:1], workdir=str(tmp_path), out=None,
+                          overrides=[f'dataset.data_dir={toy_dir}'], runner=runner, **QUIET)
+  runner = FakeRunner([0.60, 0.62, 0.64])
+  results['references'] += reproduce.run(
+      refs[1:], workdir=str(tmp_path), out=None, overrides=[f'dataset.data_dir={toy_dir}'],
+      runner=runner, **QUIET)['references']
+  good, bad = results['references']
+  # mean 0.94, sample std sqrt((0.01^2 + 0 + 0.01^2) / 2) = 0.01; likewise 0.62 and 0.02.
+  assert good['mean'] == pytest.approx(0.94) and good['std'] == pytest.approx(0.01)
+  assert bad['mean'] == pytest.approx(0.62) and bad['std'] == pytest.approx(0.02)
+  assert (good['status'], bad['status']) == ('pass', 'fail')  # |0.62 - 0.68| > 0.03
+  assert good['wall_s'] == 75.2 and good['epochs'] == 3 and good['num_params'] == 1234
+  rows = _rows(reproduce.format_results(results))
+  assert rows['toy_pass'][2:5] == ['94.00% ± 1.00 (3)', '>= published - 1.5', 'pass']
+  assert rows['toy_fail'][2:5] == ['62.00% ± 2.00 (3)', 'published ± 3', 'fail']
+  assert rows['toy_pass'][0] == 'toy_pass: simple_cnn, 3 epochs'
+  assert rows['toy_pass'][1].startswith('94.00% ([a test](https://example.org))')
+  assert rows['toy_pass'][6] == '1 min 15 s'
+  assert 'cores' in rows['toy_pass'][5] or ' x ' in rows['toy_pass'][5]
+
+
+def test_mean_std_and_duration():
+  assert reproduce.mean_std([0.5]) == (0.5, None)
+  mean, std = reproduce.mean_std([0.1, 0.2, 0.6])
+  assert mean == pytest.approx(0.3) and std == pytest.approx(math.sqrt(0.07))
+  assert [reproduce.duration(s) for s in (4.4, 75.2, 3725)] == ['4 s', '1 min 15 s',
+                                                                '1 h 2 min']
+
+
+def test_finished_reference_is_read_back_not_rerun(toy_dir, tmp_path):
+  refs = [_toy_reference('toy_resume', 0.5, 0.1, 'at_least')]
+  overrides = [f'dataset.data_dir={toy_dir}']
+  runner = FakeRunner([0.7, 0.8])
+  first = reproduce.run(refs, seeds=2, workdir=str(tmp_path), out=None, overrides=overrides,
+                        runner=runner, **QUIET)
+  assert len(runner.calls) == 1
+  assert runner.calls[0] == (str(tmp_path / 'toy_resume'), [{'seed': 0}, {'seed': 1}])
+  again = reproduce.run(refs, seeds=2, workdir=str(tmp_path), out=None, overrides=overrides,
+                        runner=runner, **QUIET)
+  assert len(runner.calls) == 1  # not trained again
+  (before,), (after,) = first['references'], again['references']
+  assert (before['resumed'], after['resumed']) == (False, True)
+  assert after['test_accuracies'] == before['test_accuracies'] == [0.7, 0.8]
+  assert 'trained by an earlier command (the wall time includes any interrupted part): ' \
+         'toy_resume.' in reproduce.format_results(again)
+  # A finished workdir of other seeds or another config is an error, not a silent reuse.
+  with pytest.raises(ValueError, match=r'seeds \[0, 1\], not \[0, 1, 2\]'):
+    reproduce.run(refs, seeds=3, workdir=str(tmp_path), out=None, overrides=overrides,
+                  runner=runner, **QUIET)
+  with pytest.raises(ValueError, match='different config'):
+    reproduce.run(refs, seeds=2, workdir=str(tmp_path), out=None,
+                  overrides=overrides + ['num_epochs=1'], runner=runner, **QUIET)
+  assert len(runner.calls) == 1
+
+
+def test_tiny_reference_end_to_end(toy_dir, tmp_path):
+  ref = _toy_reference('toy_e2e', 0.1, 0.0, 'at_least')
+  out = tmp_path / 'out'
+  results = reproduce.run([ref], seeds=2, workdir=str(tmp_path / 'runs'), out=str(out),
+                          overrides=[f'dataset.data_dir={toy_dir}', 'num_epochs=2'],
+                          command='python -m experiments.reproduce --test', **QUIET)
+  (record,) = results['references']
+  assert record['status'] in ('pass', 'fail') and not record['resumed']
+  assert len(record['test_accuracies']) == 2
+  assert all(0 <= a <= 1 for a in record['test_accuracies'])
+  assert record['epochs'] == 2 and record['wall_s'] > 0
+  for i in range(2):
+    assert os.path.exists(tmp_path / 'runs' / 'toy_e2e' / f'replica_{i:02d}' / 'summary.json')
+  with open(out / 'results.json') as f:
+    saved = json.load(f)
+  assert saved == json.loads(json.dumps(results))
+  assert saved['environment']['command'] == 'python -m experiments.reproduce --test'
+  with open(out / 'results.md') as f:
+    assert '`python -m experiments.reproduce --test`' in f.read()
