@@ -348,12 +348,20 @@ def run(cases: Sequence[Case], batch_sizes: Sequence[int], *, steps: int = 20,
                          f'{case.source}')
       results['time_to_accuracy'].append(time_to_accuracy(case, target_accuracy, log))
   if out:
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, RESULTS_JSON), 'w') as f:
-      json.dump(results, f, indent=2)
-    with open(os.path.join(out, RESULTS_MD), 'w') as f:
-      f.write(format_results(results))
+    write_results(out, results, format_results(results))
   return results
+
+
+def write_results(out: str, results: dict, markdown: str) -> None:
+  """Writes ``results.json`` (the records) and ``results.md`` (their table) into ``out``.
+
+  Shared by the benchmark, the reproduction and the DNN-vs-CNN study.
+  """
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, RESULTS_JSON), 'w') as f:
+    json.dump(results, f, indent=2)
+  with open(os.path.join(out, RESULTS_MD), 'w') as f:
+    f.write(markdown)
 
 
 def _si(value: float, unit: str) -> str:

@@ -24,7 +24,6 @@ against FLOPs).
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Sequence
 
@@ -43,8 +42,6 @@ INPUT_SIZES = (28, 32, 64, 128, 224, 256)
 CHANNELS = (1, 3)
 DEFAULT_OUT = 'experiments/results/dnn_vs_cnn'
 DEFAULT_WORKDIR = 'runs/dnn_vs_cnn'
-RESULTS_JSON = 'results.json'
-RESULTS_MD = 'results.md'
 GROWTH_FIGURE = 'params_vs_input_size.png'
 ACCURACY_FIGURE = 'accuracy_vs_params.png'
 _COLORS = {'dense': 'tab:blue', 'conv': 'tab:orange'}
@@ -201,13 +198,15 @@ def run(seeds: int = 3, train: bool = True, workdir: str = DEFAULT_WORKDIR,
 
   Returns:
     ``{'environment', 'configs', 'first_layers', 'growth', 'trained'}``;
-    ``first_layers`` describes each model's first layer at 28x28x1, ``trained`` is
+    ``first_layers`` describes each model's first layer on its dataset, ``trained`` is
     :func:`compare`'s records (empty without ``train``).
   """
   growth = growth_table(configs['mlp'], configs['cnn'])
-  first = {label: first_layer(summarize(build_model(config_utils.load_config(spec)),
-                                        (28, 28, 1)))
-           for label, spec in configs.items()}
+  first = {}
+  for label, spec in configs.items():
+    config = config_utils.load_config(spec)
+    first[label] = first_layer(summarize(build_model(config),
+                                         catalog.model_input_shape(config.dataset)))
   results = {'environment': benchmark.environment(command), 'configs': dict(configs),
              'first_layers': {k: {'name': r.name, 'kind': r.kind, 'params': r.params,
                                   'output_shape': list(r.output_shape)}
@@ -215,11 +214,7 @@ def run(seeds: int = 3, train: bool = True, workdir: str = DEFAULT_WORKDIR,
              'growth': growth,
              'trained': compare(configs, seeds, workdir, runner, log) if train else []}
   if out:
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, RESULTS_JSON), 'w') as f:
-      json.dump(results, f, indent=2)
-    with open(os.path.join(out, RESULTS_MD), 'w') as f:
-      f.write(format_results(results))
+    benchmark.write_results(out, results, format_results(results))
     params_vs_input_size(growth).figure.savefig(os.path.join(out, GROWTH_FIGURE), dpi=100)
     if results['trained']:
       accuracy_vs_params(results['trained']).figure.savefig(

@@ -7,7 +7,10 @@ structure (stride, kernel size, widths, depth, batch size, optimizer), which is 
 those axes of a sweep run as separate programs.
 
 Replica ``i`` computes what ``train_and_evaluate`` computes for its config alone, up
-to floating-point reassociation in the batched kernels (``tests/test_replicas.py``).
+to floating-point reassociation in the batched kernels (``tests/test_replicas.py``:
+every metric of a 2-epoch run within 2e-4). Over long runs those last-bit differences
+can grow as any perturbation does in training: MNIST-1D's 6,000 steps at learning rate
+1e-2 ended at 94.5% test accuracy as replica 0 and 94.1% alone, the same seed.
 
 Workdir layout::
 
