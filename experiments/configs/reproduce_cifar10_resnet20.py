@@ -5,7 +5,7 @@ momentum 0.9 and weight decay 1e-4, batch 128, learning rate 0.1 divided by 10 a
 and 75% of 164 epochs, 4-pixel padded random crops and horizontal flips. Prepare
 CIFAR-10 with ``python -m cnn_jax.data prepare cifar10 --from-dir DIR`` (the python or
 binary archive). Cost: about 0.25 GFLOPs per training example, 164 epochs of 50,000
-images: hours per seed on an accelerator-less 2-core machine, so run it on an
+images, 2 PFLOPs per seed: more than a day per seed on the 2-core CPU, so run it on an
 accelerator.
 """
 

@@ -7,7 +7,12 @@ max pool 2 -> dense 1024 -> dropout 0.4 -> 10, 3,274,634 parameters. The referen
 trains it with plain SGD (learning rate 1e-3, batch 400) for 200,000 steps; here it
 gets the project's default recipe instead (Adam with a one-cycle schedule to 3e-3,
 batch 128) for 6 epochs, so the comparison is with the README's claim of >= 91%, not
-with the reference's training curve.
+with the reference's training curve. The 6 epochs were checked on a validation split
+carved from the training set (``train[:90%]`` / ``train[90%:]``: 92.2% validation
+accuracy after epoch 4 of 6); the test split decided nothing.
+
+Cost: 27.8 MFLOPs per image forward, 3.3x the default CNN; three seeds in one program
+took about an hour on the 2-core CPU while it was shared with other jobs.
 """
 
 import ml_collections

@@ -2,8 +2,8 @@
 
 Exactly :mod:`experiments.configs.cnn1d_mnist1d`: the paper's ``ConvBase`` (three
 stride-2 convolutions of 25 channels, 5,210 parameters) with its recipe (Adam 1e-2,
-batch 100, 6,000 steps = 150 epochs on the 4,000 training sequences). A few minutes per
-seed on the 2-core CPU.
+batch 100, 6,000 steps = 150 epochs on the 4,000 training sequences). Three seeds took
+24 s on the 2-core CPU.
 """
 
 import ml_collections
