@@ -292,11 +292,6 @@ def _mean_std(values: list) -> tuple[float | None, float | None]:
   return float(values.mean()), std
 
 
-def replica_dir(index: int) -> str:
-  """The folder of replica ``index`` inside a group's workdir (train_replicas' layout)."""
-  return f'replica_{index:02d}'
-
-
 def aggregate(axes: dict[str, list], groups: Sequence[Group], summaries: dict[str, list],
               costs: dict[str, tuple]) -> list[dict]:
   """One row per setting of the grid: mean and std over its seeds.
@@ -325,7 +320,7 @@ def aggregate(axes: dict[str, list], groups: Sequence[Group], summaries: dict[st
                               {'group': group, 'results': [], 'seeds': [], 'replicas': []})
       cell['results'].append(result)
       cell['seeds'].append(variant['seed'])
-      cell['replicas'].append(os.path.join(group.name, replica_dir(i)))
+      cell['replicas'].append(os.path.join(group.name, replicas.replica_dir(i)))
   rows = []
   for setting in expand(axes):
     cell = cells[tuple(repr(setting[k]) for k in axes)]

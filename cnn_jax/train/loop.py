@@ -589,11 +589,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log=prin
     mngr.close()
 
 
+def replica_dir(index: int) -> str:
+  """The folder, inside a workdir of vmapped replicas, of replica ``index``'s files."""
+  return f'replica_{index:02d}'
+
+
 def _replica_dirs(workdir: str, trainer: Trainer) -> list:
   """Where each replica's metrics and summary go: the workdir itself for one run."""
   if trainer.num_replicas is None:
     return [workdir]
-  return [os.path.join(workdir, f'replica_{i:02d}') for i in range(trainer.num_replicas)]
+  return [os.path.join(workdir, replica_dir(i)) for i in range(trainer.num_replicas)]
 
 
 def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float):
@@ -629,7 +634,9 @@ def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float):
   for directory in dirs:
     os.makedirs(directory, exist_ok=True)
   r = len(dirs)
+  # Host bookkeeping has a leading (R,) axis; a single run's checkpoint has none.
   per_replica = lambda x: np.asarray(x).reshape(r, *np.shape(x)[1 if k else 0:])
+  unbatch = (lambda x: x) if k else (lambda x: x[0])
   prior_elapsed = float(meta['elapsed_s'])
   best_acc = per_replica(meta['best_eval_accuracy']).astype(np.float64)
   best_step = per_replica(meta['best_eval_step']).astype(np.int64)
@@ -646,9 +653,8 @@ def _train(config, workdir: str, trainer: Trainer, mngr, log, t_start: float):
   elapsed = lambda: prior_elapsed + time.perf_counter() - t_start
 
   def save(step, eval_accuracy=None):
-    meta_now = _meta(k, best_acc.reshape(k or ()) if k else best_acc[0],
-                     best_step.reshape(k or ()) if k else best_step[0], elapsed(),
-                     epoch_sums if k else epoch_sums[0], epoch_steps)
+    meta_now = _meta(k, unbatch(best_acc), unbatch(best_step), elapsed(),
+                     unbatch(epoch_sums), epoch_steps)
     checkpoint.save(mngr, step, {'state': state, 'meta': meta_now}, eval_accuracy)
 
   def replica_name(i):

@@ -22,9 +22,9 @@ Workdir layout::
 
 from __future__ import annotations
 
-from cnn_jax.train.loop import apply_overrides, is_vmappable, train_and_evaluate
+from cnn_jax.train.loop import apply_overrides, is_vmappable, replica_dir, train_and_evaluate
 
-__all__ = ['apply_overrides', 'is_vmappable', 'train_replicas']
+__all__ = ['apply_overrides', 'is_vmappable', 'replica_dir', 'train_replicas']
 
 
 def train_replicas(config, workdir: str, variants, log=print, mesh=None) -> list:
