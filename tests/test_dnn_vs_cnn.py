@@ -1,9 +1,9 @@
 """The DNN-vs-CNN study: parameter growth against closed forms, the trained comparison."""
 
-import json
 import os
 
 import pytest
+from fake_runs import write_replicas_workdir
 
 from cnn_jax import config_utils, dnn_vs_cnn
 
@@ -56,11 +56,7 @@ class FakeRunner:
     accuracies = {'mlp': (0.88, 0.89), 'cnn': (0.90, 0.92)}[os.path.basename(workdir)]
     summaries = [{'test_accuracy': a, 'wall_s': 10.0, 'num_params': 0, 'variant': v}
                  for a, v in zip(accuracies, variants)]
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      json.dump({'config': config.to_dict(), 'variants': variants}, f)
-    with open(os.path.join(workdir, 'summary.json'), 'w') as f:
-      json.dump({'replicas': summaries}, f)
+    write_replicas_workdir(workdir, config, variants, summaries)
     return summaries
 
 

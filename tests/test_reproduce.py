@@ -5,6 +5,7 @@ import math
 import os
 
 import pytest
+from fake_runs import write_replicas_workdir
 from idx_files import prepare_toy_tfds
 
 from cnn_jax import config_utils, reproduce
@@ -54,11 +55,7 @@ class FakeRunner:
     self.calls.append((workdir, variants))
     summaries = [{'test_accuracy': a, 'wall_s': w, 'num_params': 1234, 'variant': v}
                  for a, w, v in zip(self.accuracies, self.wall_s, variants)]
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      json.dump({'config': config.to_dict(), 'variants': variants}, f)
-    with open(os.path.join(workdir, 'summary.json'), 'w') as f:
-      json.dump({'replicas': summaries}, f)
+    write_replicas_workdir(workdir, config, variants, summaries)
     return summaries
 
 

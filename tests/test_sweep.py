@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import pytest
 from configs.tiny import get_config as tiny_config
+from fake_runs import write_replicas_workdir
 from idx_files import prepare_toy_tfds
 
 from cnn_jax import config_utils, sweep
@@ -54,20 +55,14 @@ class FakeRunner:
   def __call__(self, config, workdir, variants, log=print):
     self.calls.append((config, workdir, variants))
     summaries = [_fake_numbers(config, v) for v in variants]
-    for i, variant in enumerate(variants):
-      directory = os.path.join(workdir, f'replica_{i:02d}')
-      os.makedirs(directory)
-      with open(os.path.join(directory, 'metrics.jsonl'), 'w') as f:
-        for epoch in (1, 2, 3):
-          records = [  # a mid-epoch record (no epoch_loss), the epoch's end, its eval
-              {'step': 4 * epoch - 2, 'split': 'train', 'epoch': epoch - 0.5, 'loss': 9.0},
-              {'step': 4 * epoch, 'split': 'train', 'epoch': float(epoch), 'loss': 9.0,
-               'epoch_loss': 1 / epoch + 0.1 * variant['seed']},
-              {'step': 4 * epoch, 'split': 'eval', 'epoch': float(epoch),
-               'accuracy': 0.5 + 0.1 * epoch + 0.01 * variant['seed']}]
-          f.writelines(json.dumps(r) + '\n' for r in records)
-    with open(os.path.join(workdir, 'summary.json'), 'w') as f:
-      json.dump({'replicas': summaries}, f)
+    metrics = [[record for epoch in (1, 2, 3) for record in (
+        # a mid-epoch record (no epoch_loss), the epoch's end, its eval
+        {'step': 4 * epoch - 2, 'split': 'train', 'epoch': epoch - 0.5, 'loss': 9.0},
+        {'step': 4 * epoch, 'split': 'train', 'epoch': float(epoch), 'loss': 9.0,
+         'epoch_loss': 1 / epoch + 0.1 * variant['seed']},
+        {'step': 4 * epoch, 'split': 'eval', 'epoch': float(epoch),
+         'accuracy': 0.5 + 0.1 * epoch + 0.01 * variant['seed']})] for variant in variants]
+    write_replicas_workdir(workdir, config, variants, summaries, metrics)
     return summaries
 
 
