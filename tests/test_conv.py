@@ -230,12 +230,13 @@ def test_fast_gradient_equals_xla_gradient(nd, stride, dilation, padding, size):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-def test_fast_gradient_under_vmap_scan_and_bfloat16():
+@pytest.mark.parametrize('stride', [1, 2])  # kernel gradient as a conv / as matmuls
+def test_fast_gradient_under_vmap_scan_and_bfloat16(stride):
   """Batched kernels (vmapped replicas), a scanned loop, and bfloat16 all agree."""
   rng = np.random.default_rng(3)
   x, kernels = _rand(rng, 4, 9, 9, 2), _rand(rng, 3, 3, 3, 2, 5)
-  loss = lambda fast: lambda k, x: jnp.sum(jnp.tanh(conv2d(x, k, stride=2, padding='SAME',
-                                                           fast_grad=fast)))
+  loss = lambda fast: lambda k, x: jnp.sum(jnp.tanh(conv2d(x, k, stride=stride,
+                                                           padding='SAME', fast_grad=fast)))
   want = jnp.stack([jax.grad(loss(False))(k, x) for k in kernels])
   np.testing.assert_allclose(jax.vmap(jax.grad(loss(True)), (0, None))(kernels, x), want,
                              rtol=1e-4, atol=1e-4)
@@ -372,13 +373,15 @@ def test_convolve1d_bad_input(a, v, mode, fragment):
     convolve1d(a, v, mode=mode)
 
 
+@pytest.mark.parametrize('stride,c_in', [(2, 2), (1, 2), (1, 1)],
+                         ids=['strided', 'unstrided', 'one_channel'])
 @pytest.mark.parametrize('in_axes', [(0, 0), (0, None), (None, 0)],
                          ids=['both', 'shared_kernel', 'shared_input'])
-def test_vmapped_conv_equals_a_loop_over_replicas(in_axes):
+def test_vmapped_conv_equals_a_loop_over_replicas(in_axes, stride, c_in):
   """Every batching pattern of the replica axis (forward and gradients) == a loop."""
   rng = np.random.default_rng(11)
-  xs, ks = _rand(rng, 3, 2, 8, 8, 2), _rand(rng, 3, 3, 3, 2, 4)
-  f = lambda x, k: jnp.sum(jnp.sin(conv2d(x, k, stride=2, padding='SAME')))
+  xs, ks = _rand(rng, 3, 2, 8, 8, c_in), _rand(rng, 3, 3, 3, c_in, 4)
+  f = lambda x, k: jnp.sum(jnp.sin(conv2d(x, k, stride=stride, padding='SAME')))
   pick = lambda a, axis, i: a if axis is None else a[i]
   x_in, k_in = (xs if in_axes[0] == 0 else xs[0]), (ks if in_axes[1] == 0 else ks[0])
   got = jax.vmap(jax.value_and_grad(f, (0, 1)), in_axes)(x_in, k_in)
@@ -386,3 +389,53 @@ def test_vmapped_conv_equals_a_loop_over_replicas(in_axes):
     want = jax.value_and_grad(f, (0, 1))(pick(x_in, in_axes[0], i), pick(k_in, in_axes[1], i))
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
       np.testing.assert_allclose(g[i], w, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------- shape-specific formulations
+
+
+@pytest.mark.parametrize('stride', [1, 2])
+@pytest.mark.parametrize('c_out', [1, 6, 16])
+def test_single_input_channel_conv2d(stride, c_out):
+  """One input channel (LeNet-5's C1; widened on CPU): values and both gradients."""
+  rng = np.random.default_rng(c_out * 10 + stride)
+  x, kernel = _rand(rng, 3, 11, 10, 1), _rand(rng, 5, 5, 1, c_out)
+  kwargs = dict(stride=(stride, stride), padding=2, dilation=(1, 1))
+  _check_against_reference(conv2d, x, kernel, kwargs)
+  y = conv2d(x, kernel, **kwargs)
+  assert y.shape[-1] == c_out
+  cotangent = _rand(rng, *y.shape)
+  ours = jax.grad(lambda x, k: jnp.sum(conv2d(x, k, **kwargs, precision='highest')
+                                       * cotangent), (0, 1))(x, kernel)
+  xla = jax.grad(lambda x, k: jnp.sum(_xla_conv(x, k, stride, 2, 1) * cotangent),
+                 (0, 1))(x, kernel)
+  for got, want in zip(ours, xla):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('x_shape,k_shape,padding', [
+    ((2, 5, 5, 16), (5, 5, 16, 7), 'VALID'),  # LeNet-5's C5
+    ((2, 3, 4, 3), (5, 6, 3, 4), 1),  # the padded input is exactly the kernel
+    ((3, 6, 2), (6, 2, 5), 'VALID'),  # 1-D
+    ((2, 2, 2, 2, 1), (2, 2, 2, 1, 3), 'VALID'),  # 3-D
+])
+def test_kernel_covering_the_input_is_a_dense_layer(x_shape, k_shape, padding):
+  """One output position: the loop reference's values, XLA's gradients, forward mode."""
+  rng = np.random.default_rng(len(x_shape) + k_shape[0])
+  x, kernel = _rand(rng, *x_shape), _rand(rng, *k_shape)
+  nd = kernel.ndim - 2
+  kwargs = dict(stride=(1,) * nd, padding=padding, dilation=(1,) * nd)
+  _check_against_reference(conv, x, kernel, kwargs)
+  y = conv(x, kernel, padding=padding)
+  assert y.shape == (x_shape[0], *(1,) * nd, k_shape[-1])
+  cotangent = _rand(rng, *y.shape)
+  ours = jax.grad(lambda x, k: jnp.sum(conv(x, k, padding=padding, precision='highest')
+                                       * cotangent), (0, 1))(x, kernel)
+  xla = jax.grad(lambda x, k: jnp.sum(_xla_conv(x, k, 1, padding, 1) * cotangent),
+                 (0, 1))(x, kernel)
+  for got, want in zip(ours, xla):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  # A matmul: forward mode works without fast_grad=False.
+  tangent = _rand(rng, *x_shape)
+  _, jvp = jax.jvp(lambda x: conv(x, kernel, padding=padding), (x,), (tangent,))
+  np.testing.assert_allclose(jvp, conv_ref(tangent, kernel, **kwargs, groups=1), **TOL)

@@ -14,6 +14,7 @@ import itertools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import custom_batching, lax
 
 from cnn_jax.ops import _validate
@@ -29,6 +30,18 @@ def _dimension_numbers(nsp: int):
                                  (f'N{letters}C', f'{letters}IO', f'N{letters}C'))))
 
 
+# XLA:CPU hands a 2-D f32 convolution to YNNPACK only when it has more than 16 input
+# or output channels (``IsConvolutionOpSupportedByYnn`` in XLA's ynn_support.cc); the
+# rest run on Eigen, which is slow for a single input channel (LeNet-5's C1 1->6:
+# 4.9 ms against 1.9 ms as 1->17 on YNNPACK, batch 128; experiments/results/perf_notes.md).
+_YNN_MIN_CHANNELS = 17
+
+
+def _on_cpu() -> bool:
+  """Whether programs traced now compile for XLA:CPU, where the formulations below pay."""
+  return jax.default_backend() == 'cpu'
+
+
 def _forward_conv(x, kernel, strides, pads, lhs_dilation, rhs_dilation, precision):
   """``lax.conv_general_dilated`` (channels-last) that ``jax.vmap`` batches without groups.
 
@@ -37,15 +50,24 @@ def _forward_conv(x, kernel, strides, pads, lhs_dilation, rhs_dilation, precisio
   separate convolutions. Here a shared kernel folds the vmapped axis into the batch,
   a shared input stacks the kernels along the output channels, and per-replica
   inputs and kernels run as one ordinary convolution per replica.
+
+  On CPU a single-channel 2-D input gets zero output channels appended up to
+  ``_YNN_MIN_CHANNELS`` (sliced off again), which moves it from Eigen to YNNPACK.
   """
   nsp = kernel.ndim - 2
 
   @custom_batching.custom_vmap
   def conv_op(x, kernel):
-    return lax.conv_general_dilated(x, kernel, strides, pads, lhs_dilation=lhs_dilation,
-                                    rhs_dilation=rhs_dilation,
-                                    dimension_numbers=_dimension_numbers(nsp),
-                                    precision=precision)
+    c_out = kernel.shape[-1]
+    widen = (_YNN_MIN_CHANNELS - c_out if x.shape[-1] == 1 and c_out < _YNN_MIN_CHANNELS
+             and nsp == 2 and lhs_dilation == (1,) * nsp and _on_cpu() else 0)
+    if widen:
+      kernel = jnp.pad(kernel, ((0, 0),) * (nsp + 1) + ((0, widen),))
+    y = lax.conv_general_dilated(x, kernel, strides, pads, lhs_dilation=lhs_dilation,
+                                 rhs_dilation=rhs_dilation,
+                                 dimension_numbers=_dimension_numbers(nsp),
+                                 precision=precision)
+    return y[..., :c_out] if widen else y
 
   @conv_op.def_vmap
   def _batched(axis_size, in_batched, x, kernel):
@@ -70,10 +92,11 @@ def _conv_fast_grad(x, kernel, strides, pads, dilations, precision):
   the weight gradient) are fast in a standalone ``jit`` on CPU but 8-20x slower
   inside ``lax.scan``, where a whole epoch runs as one program (see
   ``experiments/results/perf_notes.md``). Here the input gradient is a forward
-  convolution of the output gradient with the flipped, in/out-swapped kernel, and
-  the kernel gradient is one matmul per kernel offset; both run at full speed
-  anywhere, and under ``jax.vmap`` (see :func:`_forward_conv`). Values equal XLA's
-  gradients up to float reassociation (``tests/test_conv.py``).
+  convolution of the output gradient with the flipped, in/out-swapped kernel (on
+  CPU, strided ones use :func:`_input_grad_col2im`), and the kernel gradient is a
+  forward convolution or per-offset matmuls (:func:`_kernel_grad`); all run at full
+  speed anywhere, and under ``jax.vmap`` (see :func:`_forward_conv`). Values equal
+  XLA's gradients up to float reassociation (``tests/test_conv.py``).
   """
   nsp = kernel.ndim - 2
   return _forward_conv(x, kernel, strides, pads, (1,) * nsp, dilations, precision)
@@ -87,6 +110,9 @@ def _conv_fast_grad_bwd(strides, pads, dilations, precision, residuals, dy):
   x, kernel = residuals
   nsp = kernel.ndim - 2
   ksize, in_sizes, out_sizes = kernel.shape[:nsp], x.shape[1:-1], dy.shape[1:-1]
+  dw = _kernel_grad(x, dy, ksize, strides, pads, dilations, precision)
+  if any(s > 1 for s in strides) and _on_cpu():
+    return _input_grad_col2im(dy, kernel, in_sizes, strides, pads, dilations, precision), dw
   # Input gradient: dx[i] = sum_k dy_up[i + lo - k*d] w[k], where dy_up holds dy[o] at
   # o*s (zeros between): a correlation of dy_up with the flipped kernel.
   grad_pads = []
@@ -95,8 +121,76 @@ def _conv_fast_grad_bwd(strides, pads, dilations, precision, residuals, dy):
     grad_pads.append((left, n - (o - 1) * s - 1 + lo))
   flipped = jnp.swapaxes(jnp.flip(kernel, tuple(range(nsp))), -1, -2)
   dx = _forward_conv(dy, flipped, (1,) * nsp, grad_pads, strides, dilations, precision)
-  # Kernel gradient: for each offset k, dw[k] = sum over (n, o) of
-  # x_pad[n, o*s + k*d] (x) dy[n, o], a (C_in x M) @ (M x C_out) matmul.
+  return dx, dw
+
+
+def _input_grad_col2im(dy, kernel, in_sizes, strides, pads, dilations, precision):
+  """The input gradient as matmuls and shifted copies (col2im), without a convolution.
+
+  ``dy @ w^T`` gives, for every output position, the gradient of the patch it read.
+  Those patch gradients are put back in place and summed over the kernel offsets:
+  along the trailing spatial axes by zero-padding each offset's slice into position
+  (zeros between strided positions), along the first spatial axis by a matmul with a
+  0/1 placement matrix. The matmul keeps the sum materialised: written as adds only,
+  XLA fused the whole sum into a consumer that reads each value four times (a 2x2
+  max pool's gradient) and recomputed it per read (LeNet-5's C3: 1.2 -> 8.9 ms).
+
+  Used on CPU for strided convolutions, whose flipped-kernel form is an lhs-dilated
+  convolution over mostly zeros, which XLA:CPU runs on its slower Eigen path
+  (ResNet-20's 16->32 stride-2 conv at batch 128: 9.8 -> 3.0 ms).
+  """
+  nsp = kernel.ndim - 2
+  ksize, c_in, c_out = kernel.shape[:nsp], kernel.shape[-2], kernel.shape[-1]
+  out_sizes = dy.shape[1:-1]
+  w_t = jnp.moveaxis(kernel.reshape(-1, c_in, c_out), -1, 0).reshape(c_out, -1)
+  patches = jnp.matmul(dy, w_t, precision=precision).reshape(*dy.shape[:-1], *ksize, c_in)
+
+  # Trailing axes: pad every offset's slice into place and sum.
+  rest = list(zip(in_sizes, out_sizes, ksize, strides, dilations, pads))[1:]
+  q = 0
+  for offset in itertools.product(*(range(k) for k in ksize[1:])):
+    config = [(0, 0, 0)] * 2  # batch, first output axis
+    for (n, o, _, s, d, (lo, _)), j in zip(rest, offset):
+      low = j * d - lo  # where the offset's first output lands, in unpadded coordinates
+      config.append((low, n - low - (o - 1) * s - 1, s - 1))
+    config += [(0, 0, 0)] * 2  # first kernel axis, channels
+    part = patches[(slice(None),) * (nsp + 2) + offset]
+    q = q + lax.pad(part, jnp.zeros((), dy.dtype), config)
+  # First axis: one matmul over (output position, kernel offset) with a 0/1 matrix
+  # whose [i, p, j] is 1 where output p read input i through kernel offset j.
+  n, o, k, s, d, (lo, _) = (in_sizes[0], out_sizes[0], ksize[0], strides[0], dilations[0],
+                            pads[0])
+  place = (np.arange(n)[:, None, None] ==
+           np.arange(o)[None, :, None] * s + np.arange(k)[None, None, :] * d - lo)
+  rest_axes = list(range(4, 3 + nsp))
+  # HIGHEST: the 0/1 matmul must copy dy's values exactly, also where the default
+  # precision would round to bfloat16 (GPU/TPU).
+  return jnp.einsum(jnp.asarray(place, dy.dtype), [1, 2, 3],
+                    q, [0, 2, *rest_axes, 3, 3 + nsp], [0, 1, *rest_axes, 3 + nsp],
+                    precision=lax.Precision.HIGHEST)
+
+
+def _kernel_grad(x, dy, ksize, strides, pads, dilations, precision):
+  """``dw[k] = sum over (n, o) of x_pad[n, o*s + k*d] (x) dy[n, o]`` without XLA's own
+  weight-gradient convolution (slow inside ``lax.scan`` on CPU).
+
+  Unstrided: one forward convolution with the batch as the contracted feature axis,
+  ``x`` as ``(C_in, *spatial, N)`` and ``dy`` as a ``(*out_spatial, N, C_out)``
+  kernel; XLA:CPU gives it to YNNPACK (N > 16 features). Against the per-offset
+  matmuls it replaced, at batch 128: LeNet-5's C1 8.7 -> 2.5 ms, ResNet-20's 16->16
+  3x3 16-37 -> 10 ms. Strided: one ``(C_in x M) @ (M x C_out)`` matmul per kernel
+  offset, which stayed faster there (4.9 against 10.2 ms for ResNet-20's 16->32
+  stride 2), as the convolution would need a dilated "kernel".
+  """
+  nsp = len(ksize)
+  if all(s == 1 for s in strides):
+    x_t = jnp.moveaxis(x, (0, -1), (-1, 0))
+    dy_t = jnp.moveaxis(dy, 0, -2)
+    dw = _forward_conv(x_t, dy_t, dilations, pads, (1,) * nsp, (1,) * nsp, precision)
+    # x_pad can be longer than the last window needs (VALID drops a remainder).
+    dw = dw[(slice(None), *(slice(k) for k in ksize))]
+    return jnp.moveaxis(dw, 0, -2)
+  out_sizes = dy.shape[1:-1]
   x_pad = jnp.pad(x, ((0, 0), *pads, (0, 0)))
   taps = []
   for offset in itertools.product(*(range(k) for k in ksize)):
@@ -107,8 +201,7 @@ def _conv_fast_grad_bwd(strides, pads, dilations, precision, residuals, dy):
     taps.append(jnp.einsum(window.reshape(-1, x.shape[-1]), [0, 1],
                            dy.reshape(-1, dy.shape[-1]), [0, 2], [1, 2],
                            precision=precision))
-  dw = jnp.stack(taps).reshape(kernel.shape)
-  return dx, dw
+  return jnp.stack(taps).reshape(*ksize, x.shape[-1], dy.shape[-1])
 
 
 _conv_fast_grad.defvjp(_conv_fast_grad_fwd, _conv_fast_grad_bwd)
@@ -150,7 +243,15 @@ def _conv_nd(op: str, x, kernel, stride, padding, dilation, groups, precision, f
 
   dtype = jnp.result_type(x, kernel)
   x, kernel = x.astype(dtype), kernel.astype(dtype)
-  if groups == 1 and fast_grad:
+  if groups == 1 and all(n + lo + hi == k and d == 1 for n, (lo, hi), k, d in
+                         zip(in_sizes, pads, ksize, dilations)):
+    # The kernel covers the whole (padded) input once: a dense layer. Its matmul is
+    # several times faster than a convolution on CPU, backward most of all
+    # (LeNet-5's C5: input gradient 2.6 -> 0.4 ms), and differentiable in every mode.
+    x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+    y = jnp.matmul(x.reshape(x.shape[0], -1), kernel.reshape(-1, c_out), precision=precision)
+    y = y.reshape(x.shape[0], *(1,) * nsp, c_out)
+  elif groups == 1 and fast_grad:
     y = _conv_fast_grad(x, kernel, strides, tuple(pads), dilations, precision)
   else:
     y = lax.conv_general_dilated(x, kernel, window_strides=strides, padding=pads,
