@@ -439,3 +439,35 @@ def test_kernel_covering_the_input_is_a_dense_layer(x_shape, k_shape, padding):
   tangent = _rand(rng, *x_shape)
   _, jvp = jax.jvp(lambda x: conv(x, kernel, padding=padding), (x,), (tangent,))
   np.testing.assert_allclose(jvp, conv_ref(tangent, kernel, **kwargs, groups=1), **TOL)
+
+
+@pytest.mark.parametrize('x_shape,k_shape,padding', [
+    ((2, 28, 28, 1), (5, 5, 1, 6), 2),  # LeNet-5's C1
+    ((2, 14, 14, 6), (5, 5, 6, 16), 'VALID'),  # LeNet-5's C3
+    ((1, 9, 12, 3), (5, 7, 3, 5), ((1, 2), (0, 3))),  # odd output sizes, uneven pads
+    ((2, 11, 11, 2), (9, 9, 2, 3), 'SAME'),  # a 9x9 kernel becomes a 5x5 blocked one
+])
+def test_space_to_depth_conv(x_shape, k_shape, padding):
+  """Few channels and a 5x5-or-larger kernel (computed on 2x2 blocks on CPU)."""
+  rng = np.random.default_rng(k_shape[0] + k_shape[-1])
+  x, kernel = _rand(rng, *x_shape), _rand(rng, *k_shape)
+  kwargs = dict(stride=(1, 1), padding=padding, dilation=(1, 1))
+  _check_against_reference(conv2d, x, kernel, kwargs)
+  y = conv2d(x, kernel, padding=padding)
+  cotangent = _rand(rng, *y.shape)
+  xla = jax.grad(lambda x, k: jnp.sum(_xla_conv(x, k, 1, padding, 1) * cotangent),
+                 (0, 1))(x, kernel)
+  for fast in (True, False):
+    ours = jax.grad(lambda x, k: jnp.sum(conv2d(x, k, padding=padding, fast_grad=fast,
+                                                precision='highest') * cotangent),
+                    (0, 1))(x, kernel)
+    for got, want in zip(ours, xla):
+      np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  # Replicas: vmapped kernels and inputs equal a loop.
+  xs, ks = np.stack([x, 2 * x]), np.stack([kernel, -kernel])
+  f = lambda x, k: jnp.sum(jnp.sin(conv2d(x, k, padding=padding)))
+  got = jax.vmap(jax.value_and_grad(f, (0, 1)))(xs, ks)
+  for i in range(2):
+    want = jax.value_and_grad(f, (0, 1))(xs[i], ks[i])
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+      np.testing.assert_allclose(g[i], w, rtol=1e-4, atol=1e-4)
