@@ -29,7 +29,7 @@ def get_config():
   config.model.dense_dropout_rate = 0.2
   config.optimizer.learning_rate = 5e-3
   config.label_smoothing = 0.1
-  config.num_epochs = 3
+  config.num_epochs = 5
   config.steps_per_call = 0  # one lax.scan per epoch
   config.log_every_steps = 0  # log (and checkpoint) at epoch ends
   config.tensorboard = False
