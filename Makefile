@@ -9,6 +9,6 @@ test: setup
 bench-torch: setup
 	.venv/bin/pip install -r requirements-bench.txt
 	.venv/bin/python -m experiments.benchmark \
-	    --config experiments/configs/fashion_mnist_cnn.py,experiments/configs/lenet5_fashion_mnist.py \
+	    --config experiments/configs/fashion_mnist_cnn.py,experiments/configs/lenet5_fashion_mnist.py,experiments/configs/fashion_mnist_fast.py \
 	    --model resnet20 --input_shape 28,28,1 --input_shape 32,32,3 --batch_sizes 128 \
-	    --steps 20 --repeats 3 --torch --out experiments/results/benchmarks/cpu_torch_side_by_side
+	    --steps 20 --repeats 5 --rounds 3 --torch --out experiments/results/benchmarks/cpu_torch_side_by_side

@@ -28,7 +28,9 @@ Per case:
 * ``reference`` (only with ``run(reference=...)``, the benchmark script's ``--torch``):
   the same model and optimizer in another framework (``experiments/torch_reference.py``:
   PyTorch), timed the same way right after ours on the same data; ``train_ratio`` and
-  ``eval_ratio`` are our images/s over its.
+  ``eval_ratio`` are our images/s over its. With ``run(rounds=R)`` (``--rounds``) the
+  pair is measured R times, alternating, and the images/s and the ratios are medians
+  over the rounds (``'rounds'`` keeps each one).
 
 ``time_to_accuracy`` trains a config with ``train_and_evaluate`` on its real data in a
 temporary workdir and reports the wall time and the final test accuracy.
@@ -298,7 +300,7 @@ def environment(command: str) -> dict:
 def run(cases: Sequence[Case], batch_sizes: Sequence[int], *, steps: int = 20,
         repeats: int = 3, warmup_steps: int = 3, data: str = 'synthetic',
         target_accuracy: float | None = None, out: str | None = None, command: str = '',
-        reference: Callable[..., dict] | None = None, log=print) -> dict:
+        reference: Callable[..., dict] | None = None, rounds: int = 1, log=print) -> dict:
   """Benchmarks every case at every batch size; writes ``results.json``/``.md`` to ``out``.
 
   Args:
@@ -318,24 +320,32 @@ def run(cases: Sequence[Case], batch_sizes: Sequence[int], *, steps: int = 20,
       ``framework``, ``train_images_per_sec`` and ``eval_images_per_sec``. Its record
       is stored under the case's ``'reference'``, with ``train_ratio`` and
       ``eval_ratio`` = ours / its images/s.
+    rounds: measure each case (and its reference right after it) this many times,
+      alternating, and report the medians over rounds: the images/s of each side and
+      the ratio of each round, whose median is ``train_ratio``/``eval_ratio``. Load
+      from other processes drifts over seconds on a shared machine; alternating rounds
+      expose both sides to it alike. Every round's numbers are kept under ``'rounds'``.
     log: called with one line per finished case.
 
   Returns:
     ``{'environment', 'flops_note', 'cases': [record, ...], 'time_to_accuracy': [...]}``.
   """
+  if rounds < 1:
+    raise ValueError(f'rounds={rounds} must be >= 1')
   results = {'environment': environment(command), 'flops_note': FLOPS_NOTE, 'cases': [],
              'time_to_accuracy': []}
   for case, batch_size in itertools.product(cases, batch_sizes):
     settings = dict(steps=steps, repeats=repeats, warmup_steps=warmup_steps, data=data)
-    record = benchmark_case(case, batch_size, **settings)
+    measured = []
+    for _ in range(rounds):
+      record = benchmark_case(case, batch_size, **settings)
+      ref = reference(case, batch_size, **settings) if reference is not None else None
+      measured.append((record, ref))
+    record, ref = _median_of_rounds(measured)
     line = (f'{case.name} batch {batch_size}: {record["train_images_per_sec"]:,.0f} train '
             f'img/s, {record["eval_images_per_sec"]:,.0f} eval img/s, compile '
             f'{record["compile_s"]:.2f} s')
-    if reference is not None:
-      ref = reference(case, batch_size, **settings)
-      record.update(reference=ref, **{
-          f'{mode}_ratio': record[f'{mode}_images_per_sec'] / ref[f'{mode}_images_per_sec']
-          for mode in ('train', 'eval')})
+    if ref is not None:
       line += (f'; {ref["framework"]} {ref["train_images_per_sec"]:,.0f} train, '
                f'{ref["eval_images_per_sec"]:,.0f} eval img/s (ours/{ref["framework"]} '
                f'{record["train_ratio"]:.2f}x train, {record["eval_ratio"]:.2f}x eval)')
@@ -350,6 +360,29 @@ def run(cases: Sequence[Case], batch_sizes: Sequence[int], *, steps: int = 20,
   if out:
     write_results(out, results, format_results(results))
   return results
+
+
+def _median_of_rounds(measured: list[tuple[dict, dict | None]]) -> tuple[dict, dict | None]:
+  """One record from the rounds of a case: medians of images/s and of per-round ratios."""
+  modes = ('train', 'eval')
+  record, ref = dict(measured[-1][0]), measured[-1][1]
+  for mode in modes:
+    key = f'{mode}_images_per_sec'
+    record[key] = statistics.median(r[key] for r, _ in measured)
+  record['train_flops_per_sec'] = record['train_images_per_sec'] * record['train_flops_per_example']
+  if ref is not None:
+    ref = dict(ref)
+    for mode in modes:
+      key = f'{mode}_images_per_sec'
+      ref[key] = statistics.median(f[key] for _, f in measured)
+      record[f'{mode}_ratio'] = statistics.median(r[key] / f[key] for r, f in measured)
+    record['reference'] = ref
+  if len(measured) > 1:
+    record['rounds'] = [
+        {**{f'{m}_images_per_sec': r[f'{m}_images_per_sec'] for m in modes},
+         **({f'reference_{m}_images_per_sec': f[f'{m}_images_per_sec'] for m in modes}
+            if f is not None else {})} for r, f in measured]
+  return record, ref
 
 
 def write_results(out: str, results: dict, markdown: str) -> None:
@@ -408,6 +441,18 @@ def format_results(results: dict) -> str:
   if refs:
     lines += ['', f'Reference: {refs[0].get("description", refs[0]["framework"])}, timed '
               f'in the same process right after each case, on the same data.']
+  rounds = [r for r in results['cases'] if 'rounds' in r]
+  if rounds:
+    lines += ['', f'Each case measured in {len(rounds[0]["rounds"])} rounds (ours, then the '
+              f'reference if any), reported as medians over rounds; per round:', '']
+    for r in rounds:
+      per_round = [f'{x["train_images_per_sec"]:,.0f}' + (
+          f' / {x["reference_train_images_per_sec"]:,.0f} = '
+          f'{x["train_images_per_sec"] / x["reference_train_images_per_sec"]:.2f}x'
+          if 'reference_train_images_per_sec' in x else '') for x in r['rounds']]
+      lines.append(f'* {r["name"]} batch {r["batch_size"]}, train img/s'
+                   f'{" (ours / reference)" if "reference" in r else ""}: '
+                   f'{"; ".join(per_round)}')
   if results['time_to_accuracy']:
     lines += ['', '| config | target | test accuracy | reached | wall s | epochs | batch |',
               '|---|---|---|---|---|---|---|']

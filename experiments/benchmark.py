@@ -45,6 +45,10 @@ _STEPS_PER_CALL = flags.DEFINE_integer(
     'jitted step per call, 0 one lax.scan over each timed window; default: the config\'s.')
 _TORCH = flags.DEFINE_bool('torch', False, 'Also time the PyTorch version of each model '
                            '(experiments/torch_reference.py) right after ours, side by side.')
+_ROUNDS = flags.DEFINE_integer(
+    'rounds', 1, 'Measure each case (and with --torch its reference right after it) this '
+    'many times, alternating, and report medians over rounds: fairer on a shared machine '
+    'whose load drifts.')
 _CHANNELS_LAST = flags.DEFINE_bool('torch_channels_last', False,
                                    'Run the PyTorch models in channels_last memory format.')
 
@@ -92,6 +96,7 @@ def main(argv):
         cases, [int(b) for b in _BATCH_SIZES.value], steps=_STEPS.value,
         repeats=_REPEATS.value, warmup_steps=_WARMUP.value, data=_DATA.value,
         target_accuracy=_TARGET.value, out=_OUT.value, reference=reference,
+        rounds=_ROUNDS.value,
         command=shlex.join(['python', '-m', 'experiments.benchmark', *sys.argv[1:]]))
   except ValueError as e:
     raise SystemExit(f'error: {e}') from e

@@ -113,6 +113,41 @@ def test_a_reference_is_timed_beside_each_case():
       record['eval_ratio'], abs=0.005)
 
 
+def test_rounds_alternate_with_the_reference_and_report_medians(monkeypatch):
+  order = []
+  ours = iter([(30.0, 9.0), (10.0, 3.0), (20.0, 6.0)])
+  theirs = iter([(10.0, 1.0), (50.0, 2.0), (40.0, 4.0)])
+
+  case = benchmark.config_case(TINY_CONFIG)
+  template = benchmark.benchmark_case(case, 8, steps=1, repeats=1, warmup_steps=0)
+
+  def fake_case(case, batch_size, **settings):
+    order.append('ours')
+    train, evaluate = next(ours)
+    return {**template, 'train_images_per_sec': train, 'eval_images_per_sec': evaluate,
+            'train_flops_per_example': 2.0}
+
+  def reference(case, batch_size, **settings):
+    order.append('ref')
+    train, evaluate = next(theirs)
+    return {'framework': 'other', 'train_images_per_sec': train,
+            'eval_images_per_sec': evaluate}
+
+  monkeypatch.setattr(benchmark, 'benchmark_case', fake_case)
+  res = benchmark.run([case], [8], reference=reference, rounds=3, log=lambda *_: None)
+  assert order == ['ours', 'ref'] * 3
+  (record,) = res['cases']
+  assert record['train_images_per_sec'] == 20.0 and record['eval_images_per_sec'] == 6.0
+  assert record['train_flops_per_sec'] == 40.0
+  assert record['reference']['train_images_per_sec'] == 40.0
+  # The median of the per-round ratios (3, 0.2, 0.5), not the ratio of the medians.
+  assert record['train_ratio'] == 0.5 and record['eval_ratio'] == 1.5
+  assert [r['reference_train_images_per_sec'] for r in record['rounds']] == [10, 50, 40]
+  assert '30 / 10 = 3.00x; 10 / 50 = 0.20x; 20 / 40 = 0.50x' in benchmark.format_results(res)
+  with pytest.raises(ValueError, match='rounds=0'):
+    benchmark.run([case], [8], rounds=0)
+
+
 def test_torch_flag_without_torch_names_the_extra(monkeypatch):
   import experiments
   from experiments import benchmark as script
