@@ -416,6 +416,7 @@ def test_single_input_channel_conv2d(stride, c_out):
 @pytest.mark.parametrize('x_shape,k_shape,padding', [
     ((2, 5, 5, 16), (5, 5, 16, 7), 'VALID'),  # LeNet-5's C5
     ((2, 3, 4, 3), (5, 6, 3, 4), 1),  # the padded input is exactly the kernel
+    ((2, 3, 4, 3), (5, 6, 3, 4), ((0, 2), (1, 1))),  # ... with uneven padding
     ((3, 6, 2), (6, 2, 5), 'VALID'),  # 1-D
     ((2, 2, 2, 2, 1), (2, 2, 2, 1, 3), 'VALID'),  # 3-D
 ])
