@@ -11,15 +11,14 @@
 
 import functools
 import os
-import shlex
-import sys
 
 # TensorFlow (the data layer's) C++ start-up chatter; set before anything imports it.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from cnn_jax import benchmark
+from experiments import cli
 
 _CONFIG = flags.DEFINE_multi_string(
     'config', [], 'Experiment config file(s); repeat the flag or give a comma list. '
@@ -70,10 +69,7 @@ def load_torch_reference():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
+  cli.start(argv)
   specs = [s for value in _CONFIG.value for s in value.split(',') if s]
   if not specs and not _MODEL.value:
     specs = [benchmark.DEFAULT_CONFIG]
@@ -97,7 +93,7 @@ def main(argv):
         repeats=_REPEATS.value, warmup_steps=_WARMUP.value, data=_DATA.value,
         target_accuracy=_TARGET.value, out=_OUT.value, reference=reference,
         rounds=_ROUNDS.value,
-        command=shlex.join(['python', '-m', 'experiments.benchmark', *sys.argv[1:]]))
+        command=cli.command_line('experiments.benchmark'))
   except ValueError as e:
     raise SystemExit(f'error: {e}') from e
   print(benchmark.format_results(results))

@@ -6,15 +6,14 @@
 """
 
 import os
-import shlex
-import sys
 
 # TensorFlow (the data layer's) C++ start-up chatter; set before anything imports it.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from cnn_jax import dnn_vs_cnn
+from experiments import cli
 
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per model (0 .. N-1).')
 _TRAIN = flags.DEFINE_bool('train', True, 'Train both models (else the table alone).')
@@ -27,15 +26,12 @@ _OUT = flags.DEFINE_string('out', dnn_vs_cnn.DEFAULT_OUT,
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
+  cli.start(argv)
   try:
     results = dnn_vs_cnn.run(
         seeds=_SEEDS.value, train=_TRAIN.value, workdir=_WORKDIR.value, out=_OUT.value,
         configs={'mlp': _MLP.value, 'cnn': _CNN.value},
-        command=shlex.join(['python', '-m', 'experiments.dnn_vs_cnn', *sys.argv[1:]]))
+        command=cli.command_line('experiments.dnn_vs_cnn'))
   except ValueError as e:
     raise SystemExit(f'error: {e}') from e
   print(dnn_vs_cnn.format_results(results))

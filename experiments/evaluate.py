@@ -9,6 +9,7 @@ import json
 from absl import app, flags
 
 from cnn_jax.train.loop import evaluate_checkpoint
+from experiments import cli
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory.', required=True)
 _CHECKPOINT = flags.DEFINE_string('checkpoint', 'latest', "'latest', 'best' or a step.")
@@ -16,8 +17,7 @@ _SPLIT = flags.DEFINE_enum('split', 'test', ['test', 'eval'], 'Split to evaluate
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cli.start(argv, quiet=False)
   print(json.dumps(evaluate_checkpoint(_WORKDIR.value, _CHECKPOINT.value, _SPLIT.value)))
 
 

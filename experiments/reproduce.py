@@ -10,15 +10,14 @@ prepares them; finished references are read back from --workdir, not trained aga
 """
 
 import os
-import shlex
-import sys
 
 # TensorFlow (the data layer's) C++ start-up chatter; set before anything imports it.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from cnn_jax import reproduce
+from experiments import cli
 
 _ONLY = flags.DEFINE_multi_string(
     'only', [], 'Reference name(s) to run; repeat the flag or give a comma list. '
@@ -35,17 +34,14 @@ _OVERRIDE = flags.DEFINE_multi_string(
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
+  cli.start(argv)
   try:
     references = reproduce.select([n for v in _ONLY.value for n in v.split(',') if n])
     results = reproduce.run(
         references, seeds=_SEEDS.value, workdir=_WORKDIR.value, out=_OUT.value,
         overrides=_OVERRIDE.value,
         not_run=[r for r in reproduce.REFERENCES if r not in references],
-        command=shlex.join(['python', '-m', 'experiments.reproduce', *sys.argv[1:]]))
+        command=cli.command_line('experiments.reproduce'))
   except ValueError as e:
     raise SystemExit(f'error: {e}') from e
   print(reproduce.format_results(results))

@@ -12,26 +12,21 @@ plots into the workdir and prints the table.
 """
 
 import os
-import shlex
-import sys
 
 # TensorFlow (the data layer's) C++ start-up chatter; set before anything imports it.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from cnn_jax import config_utils, sweep
 from cnn_jax.data import NotPreparedError
+from experiments import cli
 
 _DEFAULT_CONFIG = 'experiments/configs/ablation_simple_cnn_dropout_stride.py'
-if __name__ == '__main__':
-  # DEFINE_config_file applies --config.* overrides as soon as it runs; check them
-  # first so a typo gets one clear line instead of a traceback.
-  config_utils.check_overrides(sys.argv, 'config', _DEFAULT_CONFIG)
-
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', _DEFAULT_CONFIG, 'Experiment config file (with an optional get_sweep()).')
+_CONFIG = cli.define_config(
+    _DEFAULT_CONFIG, 'Experiment config file (with an optional get_sweep()).',
+    is_main=__name__ == '__main__')
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Sweep directory; default runs/<config file name>_sweep.')
 _SWEEP = flags.DEFINE_multi_string(
@@ -41,17 +36,12 @@ _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per setting: config.seed + 0..N
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    # Orbax and TFDS log every save and read at INFO; --verbosity=0 brings them back.
-    logging.set_verbosity(logging.WARNING)
+  cli.start(argv)
   spec = config_flags.get_config_filename(flags.FLAGS['config'])
   workdir = _WORKDIR.value or os.path.join('runs', config_utils.config_name(spec) + '_sweep')
   try:
     axes = sweep.resolve_axes(_CONFIG.value, config_utils.load_sweep(spec), _SWEEP.value)
-    rows = sweep.run_sweep(_CONFIG.value, workdir, axes, _SEEDS.value, command=shlex.join(
-        ['python', '-m', 'experiments.sweep', *sys.argv[1:]]))
+    rows = sweep.run_sweep(_CONFIG.value, workdir, axes, _SEEDS.value, command=cli.command_line('experiments.sweep'))
   except (ValueError, NotPreparedError) as e:
     raise SystemExit(f'error: {e}') from e
   print(sweep.format_table(rows, axes))

@@ -8,26 +8,22 @@ Multi-host: pass --coordinator_address/--num_processes/--process_id on every pro
 """
 
 import os
-import sys
 
 # TensorFlow (the data layer's) C++ start-up chatter; set before anything imports it.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from cnn_jax import config_utils
 from cnn_jax.train import sharding
 from cnn_jax.train.loop import format_summary, train_and_evaluate
+from experiments import cli
 
 _DEFAULT_CONFIG = 'experiments/configs/fashion_mnist_cnn.py'
-if __name__ == '__main__':
-  # DEFINE_config_file applies --config.* overrides as soon as it runs; check them
-  # first so a typo gets one clear line instead of a traceback.
-  config_utils.check_overrides(sys.argv, 'config', _DEFAULT_CONFIG)
-
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', _DEFAULT_CONFIG, 'Experiment config file.')
+_CONFIG = cli.define_config(
+    _DEFAULT_CONFIG, 'Experiment config file.',
+    is_main=__name__ == '__main__')
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Run directory (config.json, metrics, checkpoints); default '
     'runs/<config file name>.')
@@ -38,11 +34,7 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process in a multi-
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    # Orbax and TFDS log every save and read at INFO; --verbosity=0 brings them back.
-    logging.set_verbosity(logging.WARNING)
+  cli.start(argv)
   sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                   _PROCESS_ID.value)
   config_file = config_flags.get_config_filename(flags.FLAGS['config'])

@@ -18,6 +18,7 @@ from cnn_jax import data as data_lib
 from cnn_jax import viz
 from cnn_jax.train.loop import SUMMARY_FILE
 from cnn_jax.viz.page import TrainedRun
+from experiments import cli
 from experiments.configs import fashion_mnist_cnn
 
 _OUT = flags.DEFINE_string('out', 'docs/figures', 'Folder for the PNGs.')
@@ -41,8 +42,7 @@ def _describe(workdir: str, config, step: int) -> str:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cli.start(argv, quiet=False)
   try:
     run = viz.load_workdir(_WORKDIR.value, _CHECKPOINT.value) if _WORKDIR.value else None
   except FileNotFoundError as e:
