@@ -68,8 +68,8 @@ def main():
     print(f'| {name} | {t_ours:.2f} | {t_ref:.2f} | {t_ref / t_ours:.1f}x |')
 
   scan = 10
-  print(f'\n| conv2d 3x3 SAME, grads of input and kernel | custom VJP ms | XLA grads ms | '
-        f'speed-up |')
+  print('\n| conv2d 3x3 SAME, grads of input and kernel | custom VJP ms | XLA grads ms | '
+        'speed-up |')
   print('|---|---|---|---|')
   for size, c_in, c_out in ((28, 1, 32), (14, 32, 64), (14, 16, 32)):
     inputs = (jax.random.normal(jax.random.key(0), (args.batch, size, size, c_in)),
