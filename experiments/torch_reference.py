@@ -156,6 +156,42 @@ def _down(layer: nn.Module, x, act):
   return act(x) if isinstance(layer, (nn.Conv1d, nn.Conv2d)) else x
 
 
+def _add_dense_layers(module: nn.Module, width: int, hidden, rates, names, num_classes: int,
+                      head: str) -> None:
+  """Adds the dense part of a model: Linear -> activation -> dropout per hidden width,
+  then the output Linear, under the Flax model's layer names.
+
+  Args:
+    module: the model being built (its ``act`` is applied in :func:`_dense_forward`).
+    width: the flattened features' width.
+    hidden: the hidden layers' widths.
+    rates: one dropout rate per hidden layer.
+    names: ``i -> (linear name, dropout name)`` of hidden layer ``i``.
+    num_classes: the output width.
+    head: the output layer's name.
+
+  Sets ``module.dense_layers`` (the name pairs), ``module.head_name`` and
+  ``module.flattened`` (the first Linear, which reads the flattened features).
+  """
+  module.dense_layers = []
+  for i, (out, rate) in enumerate(zip(hidden, rates)):
+    linear, dropout = names(i)
+    module.add_module(linear, nn.Linear(width, out))
+    module.add_module(dropout, _dropout(rate))
+    module.dense_layers.append((linear, dropout))
+    width = out
+  module.add_module(head, nn.Linear(width, num_classes))
+  module.head_name = head
+  module.flattened = module.dense_layers[0][0] if module.dense_layers else head
+
+
+def _dense_forward(module: nn.Module, x):
+  """The layers of :func:`_add_dense_layers` on flattened features ``x``."""
+  for linear, dropout in module.dense_layers:
+    x = getattr(module, dropout)(module.act(getattr(module, linear)(x)))
+  return getattr(module, module.head_name)(x)
+
+
 def _image_shape(name: str, input_shape: tuple) -> tuple[tuple, int]:
   if len(input_shape) != 3:
     raise ValueError(f'{name} expects images (H, W, C), got input shape {input_shape}')
@@ -174,19 +210,11 @@ class MLP(nn.Module):
     self.flatten_shape = (channels, *sizes)
     width = math.prod(self.flatten_shape)
     self.input_dropout = _dropout(m.input_dropout_rate)
-    self.num_hidden = len(m.hidden)
-    for i, (hidden, rate) in enumerate(zip(m.hidden, rates)):
-      self.add_module(f'dense{i}', nn.Linear(width, hidden))
-      self.add_module(f'dropout{i}', _dropout(rate))
-      width = hidden
-    self.head = nn.Linear(width, m.num_classes)
-    self.flattened = 'dense0' if m.hidden else 'head'
+    _add_dense_layers(self, width, m.hidden, rates, lambda i: (f'dense{i}', f'dropout{i}'),
+                      m.num_classes, 'head')
 
   def forward(self, x):
-    x = self.input_dropout(x.flatten(1))
-    for i in range(self.num_hidden):
-      x = getattr(self, f'dropout{i}')(self.act(getattr(self, f'dense{i}')(x)))
-    return self.head(x)
+    return _dense_forward(self, self.input_dropout(x.flatten(1)))
 
 
 class SimpleCNN(nn.Module):
@@ -214,24 +242,15 @@ class SimpleCNN(nn.Module):
       self.add_module(f'dropout{i}', _dropout(rate))
       channels = features
     self.flatten_shape = (channels, *sizes)
-    width = math.prod(self.flatten_shape)
-    self.num_hidden = len(m.hidden)
-    for i, hidden in enumerate(m.hidden):
-      self.add_module(f'dense{i}', nn.Linear(width, hidden))
-      self.add_module(f'dense_dropout{i}', _dropout(m.dense_dropout_rate))
-      width = hidden
-    self.head = nn.Linear(width, m.num_classes)
-    self.flattened = 'dense0' if m.hidden else 'head'
+    _add_dense_layers(self, math.prod(self.flatten_shape), m.hidden,
+                      [m.dense_dropout_rate] * len(m.hidden),
+                      lambda i: (f'dense{i}', f'dense_dropout{i}'), m.num_classes, 'head')
 
   def forward(self, x):
     for i in range(self.num_blocks):
       x = self.act(getattr(self, f'conv{i}')(x))
       x = getattr(self, f'dropout{i}')(_down(getattr(self, f'pool{i}'), x, self.act))
-    x = x.flatten(1)
-    for i in range(self.num_hidden):
-      x = self.act(getattr(self, f'dense{i}')(x))
-      x = getattr(self, f'dense_dropout{i}')(x)
-    return self.head(x)
+    return _dense_forward(self, x.flatten(1))
 
 
 class LeNet5(nn.Module):
@@ -257,22 +276,14 @@ class LeNet5(nn.Module):
     self.s4, sizes = _downsample(m.pool, c3, window, window, 'VALID', sizes)
     self.c5, sizes = _conv(c3, c5, k, 1, 'VALID', sizes)
     self.flatten_shape = (c5, *sizes)
-    width = math.prod(self.flatten_shape)
-    self.num_hidden = len(m.hidden)
-    for i, hidden in enumerate(m.hidden):
-      self.add_module(f'f{6 + i}', nn.Linear(width, hidden))
-      self.add_module(f'dropout{6 + i}', _dropout(m.dropout_rate))
-      width = hidden
-    self.output = nn.Linear(width, m.num_classes)
-    self.flattened = 'f6' if m.hidden else 'output'
+    _add_dense_layers(self, math.prod(self.flatten_shape), m.hidden,
+                      [m.dropout_rate] * len(m.hidden),
+                      lambda i: (f'f{6 + i}', f'dropout{6 + i}'), m.num_classes, 'output')
 
   def forward(self, x):
     x = _down(self.s2, self.act(self.c1(x)), self.act)
     x = _down(self.s4, self.act(self.c3(x)), self.act)
-    x = self.act(self.c5(x)).flatten(1)
-    for i in range(6, 6 + self.num_hidden):
-      x = getattr(self, f'dropout{i}')(self.act(getattr(self, f'f{i}')(x)))
-    return self.output(x)
+    return _dense_forward(self, self.act(self.c5(x)).flatten(1))
 
 
 def _add_conv_bn(parent: nn.Module, name: str, c_in: int, c_out: int, kernel: int,
