@@ -206,6 +206,18 @@ def _xla_conv(x, kernel, stride, padding, dilation):
       dilation,) * nd, dimension_numbers=dn, precision='highest')
 
 
+def _assert_gradients_equal_xla(x, kernel, cotangent, stride=1, padding='VALID', dilation=1,
+                                **kwargs):
+  """Both gradients of ``sum(conv(x, kernel) * cotangent)`` against XLA's own rules."""
+  ours = jax.grad(lambda x, k: jnp.sum(conv(x, k, stride=stride, padding=padding,
+                                            dilation=dilation, precision='highest', **kwargs)
+                                       * cotangent), (0, 1))(x, kernel)
+  xla = jax.grad(lambda x, k: jnp.sum(_xla_conv(x, k, stride, padding, dilation)
+                                      * cotangent), (0, 1))(x, kernel)
+  for got, want in zip(ours, xla):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize('nd', [1, 2, 3])
 @pytest.mark.parametrize('stride,dilation', [(1, 1), (2, 1), (3, 1), (1, 2), (2, 2)])
 @pytest.mark.parametrize('padding', ['VALID', 'SAME', 'FULL', 1])
@@ -220,14 +232,7 @@ def test_fast_gradient_equals_xla_gradient(nd, stride, dilation, padding, size):
     y = conv(x, kernel, stride=stride, padding=padding, dilation=dilation)
   except ValueError:
     pytest.skip('kernel larger than the padded input')
-  cotangent = _rand(rng, *y.shape)
-  ours = jax.grad(lambda x, k: jnp.sum(conv(x, k, stride=stride, padding=padding,
-                                            dilation=dilation, precision='highest')
-                                       * cotangent), (0, 1))(x, kernel)
-  xla = jax.grad(lambda x, k: jnp.sum(_xla_conv(x, k, stride, padding, dilation)
-                                      * cotangent), (0, 1))(x, kernel)
-  for got, want in zip(ours, xla):
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  _assert_gradients_equal_xla(x, kernel, _rand(rng, *y.shape), stride, padding, dilation)
 
 
 @pytest.mark.parametrize('stride', [1, 2])  # kernel gradient as a conv / as matmuls
@@ -404,13 +409,7 @@ def test_single_input_channel_conv2d(stride, c_out):
   _check_against_reference(conv2d, x, kernel, kwargs)
   y = conv2d(x, kernel, **kwargs)
   assert y.shape[-1] == c_out
-  cotangent = _rand(rng, *y.shape)
-  ours = jax.grad(lambda x, k: jnp.sum(conv2d(x, k, **kwargs, precision='highest')
-                                       * cotangent), (0, 1))(x, kernel)
-  xla = jax.grad(lambda x, k: jnp.sum(_xla_conv(x, k, stride, 2, 1) * cotangent),
-                 (0, 1))(x, kernel)
-  for got, want in zip(ours, xla):
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  _assert_gradients_equal_xla(x, kernel, _rand(rng, *y.shape), stride, 2)
 
 
 @pytest.mark.parametrize('x_shape,k_shape,padding', [
@@ -429,13 +428,7 @@ def test_kernel_covering_the_input_is_a_dense_layer(x_shape, k_shape, padding):
   _check_against_reference(conv, x, kernel, kwargs)
   y = conv(x, kernel, padding=padding)
   assert y.shape == (x_shape[0], *(1,) * nd, k_shape[-1])
-  cotangent = _rand(rng, *y.shape)
-  ours = jax.grad(lambda x, k: jnp.sum(conv(x, k, padding=padding, precision='highest')
-                                       * cotangent), (0, 1))(x, kernel)
-  xla = jax.grad(lambda x, k: jnp.sum(_xla_conv(x, k, 1, padding, 1) * cotangent),
-                 (0, 1))(x, kernel)
-  for got, want in zip(ours, xla):
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  _assert_gradients_equal_xla(x, kernel, _rand(rng, *y.shape), padding=padding)
   # A matmul: forward mode works without fast_grad=False.
   tangent = _rand(rng, *x_shape)
   _, jvp = jax.jvp(lambda x: conv(x, kernel, padding=padding), (x,), (tangent,))
@@ -456,14 +449,8 @@ def test_space_to_depth_conv(x_shape, k_shape, padding):
   _check_against_reference(conv2d, x, kernel, kwargs)
   y = conv2d(x, kernel, padding=padding)
   cotangent = _rand(rng, *y.shape)
-  xla = jax.grad(lambda x, k: jnp.sum(_xla_conv(x, k, 1, padding, 1) * cotangent),
-                 (0, 1))(x, kernel)
   for fast in (True, False):
-    ours = jax.grad(lambda x, k: jnp.sum(conv2d(x, k, padding=padding, fast_grad=fast,
-                                                precision='highest') * cotangent),
-                    (0, 1))(x, kernel)
-    for got, want in zip(ours, xla):
-      np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    _assert_gradients_equal_xla(x, kernel, cotangent, padding=padding, fast_grad=fast)
   # Replicas: vmapped kernels and inputs equal a loop.
   xs, ks = np.stack([x, 2 * x]), np.stack([kernel, -kernel])
   f = lambda x, k: jnp.sum(jnp.sin(conv2d(x, k, padding=padding)))
