@@ -44,6 +44,9 @@ POOL_CASES = [
     ((2, 7, 2), (2,), None, 'VALID'),
     ((1, 8, 2), (4,), (1,), [(1, 3)]),
     ((1, 7, 2), (3,), None, 'SAME'),
+    ((2, 7, 6, 3), (1, 1), (2, 2), 'VALID'),  # 1-element windows: a strided slice
+    ((1, 7, 6, 2), (1, 1), (3, 2), 'SAME'),
+    ((2, 9, 3), (1,), (4,), 'VALID'),
 ]
 
 
@@ -250,10 +253,11 @@ def test_int_window_on_3_axis_input_is_ambiguous(fn):
 TRANSFORM_CASES = [
     (max_pool, dict(window=(2, 2))),  # fast path
     (max_pool, dict(window=(3, 3), stride=(2, 2), padding='SAME')),
+    (max_pool, dict(window=(1, 1), stride=(2, 3))),  # strided slice
     (avg_pool, dict(window=(3, 3), stride=(2, 2), padding='SAME', count_include_pad=False)),
     (avg_pool, dict(window=(3,), stride=(1,), padding=1)),
 ]
-TRANSFORM_IDS = ['max-fast', 'max-overlap', 'avg-2d-exclude-pad', 'avg-1d']
+TRANSFORM_IDS = ['max-fast', 'max-overlap', 'max-1x1-strided', 'avg-2d-exclude-pad', 'avg-1d']
 
 
 @pytest.mark.parametrize('fn,kwargs', TRANSFORM_CASES, ids=TRANSFORM_IDS)

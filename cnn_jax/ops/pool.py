@@ -57,8 +57,9 @@ def max_pool(x, window, *, stride=None, padding: Padding = 'VALID'):
   Non-overlapping windows (``stride == window``, the common case) run on a reshaped
   view with a custom derivative that routes the gradient to the first maximum of
   each window, as PyTorch and XLA's own rule do; this avoids ``select_and_scatter``,
-  which dominated a small CNN's CPU step. Overlapping windows use
-  ``lax.reduce_window``.
+  which dominated a small CNN's CPU step. A window of one element (ResNet's option-A
+  shortcut subsamples with a 1x1 window and stride 2) is a strided slice, whose
+  gradient is a pad. Overlapping windows use ``lax.reduce_window``.
 
   Args:
     x: ``(N, W, C)``/``(W, C)`` or ``(N, H, W, C)``/``(H, W, C)``.
@@ -76,7 +77,11 @@ def max_pool(x, window, *, stride=None, padding: Padding = 'VALID'):
   """
   x, unbatched, window, strides, pads = _pool_geometry('max_pool', x, window, stride,
                                                        padding)
-  if strides == window and jnp.issubdtype(x.dtype, jnp.floating):
+  if all(k == 1 for k in window):
+    # No padding fits a 1-element window, so this is every stride-th element; its
+    # gradient is a pad instead of reduce_window's argmax iotas and scatter.
+    y = x[(slice(None),) + tuple(slice(None, None, s) for s in strides)]
+  elif strides == window and jnp.issubdtype(x.dtype, jnp.floating):
     y = _max_pool_blocks(x, window, pads)
   else:
     # A numpy (not traced) init value lets lax pick reduce_window_max, which has a
