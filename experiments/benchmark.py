@@ -52,22 +52,6 @@ _CHANNELS_LAST = flags.DEFINE_bool('torch_channels_last', False,
                                    'Run the PyTorch models in channels_last memory format.')
 
 
-def load_torch_reference():
-  """experiments.torch_reference, imported only for --torch (torch is an optional extra).
-
-  Raises:
-    SystemExit: naming the requirements file, if torch is not installed.
-  """
-  try:
-    from experiments import torch_reference
-  except ModuleNotFoundError as e:
-    if e.name != 'torch':
-      raise
-    raise SystemExit('error: --torch needs PyTorch, a benchmark-only extra: '
-                     'pip install -r requirements-bench.txt') from e
-  return torch_reference
-
-
 def main(argv):
   cli.start(argv)
   specs = [s for value in _CONFIG.value for s in value.split(',') if s]
@@ -83,7 +67,7 @@ def main(argv):
         case.config.steps_per_call = _STEPS_PER_CALL.value
     reference = None
     if _TORCH.value:
-      torch_reference = load_torch_reference()
+      torch_reference = cli.load_torch_reference()
       for case in cases:  # refuse what it cannot mirror before anything is timed
         torch_reference.check_case(case)
       reference = functools.partial(torch_reference.benchmark_case,

@@ -1,5 +1,6 @@
 """What the thin entry points under ``experiments/`` share: argument checks, quiet
-logging, the ``--config`` flag and the command line recorded beside results."""
+logging, the ``--config`` flag, the command line recorded beside results, and the
+optional PyTorch reference."""
 
 import shlex
 import sys
@@ -45,3 +46,19 @@ def start(argv, quiet: bool = True) -> None:
 def command_line(module: str) -> str:
   """This run's command line, as ``python -m module ...``, to store beside its results."""
   return shlex.join(['python', '-m', module, *sys.argv[1:]])
+
+
+def load_torch_reference():
+  """experiments.torch_reference, imported only for ``--torch`` (torch is an optional extra).
+
+  Raises:
+    SystemExit: naming the requirements file, if torch is not installed.
+  """
+  try:
+    from experiments import torch_reference
+  except ModuleNotFoundError as e:
+    if e.name != 'torch':
+      raise
+    raise SystemExit('error: --torch needs PyTorch, a benchmark-only extra: '
+                     'pip install -r requirements-bench.txt') from e
+  return torch_reference

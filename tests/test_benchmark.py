@@ -150,11 +150,11 @@ def test_rounds_alternate_with_the_reference_and_report_medians(monkeypatch):
 
 def test_torch_flag_without_torch_names_the_extra(monkeypatch):
   import experiments
-  from experiments import benchmark as script
+  from experiments import cli
   # As if torch were not installed (CI): importing it fails, and so does the reference.
   monkeypatch.setitem(sys.modules, 'torch', None)
   monkeypatch.delitem(sys.modules, 'experiments.torch_reference', raising=False)
   monkeypatch.delattr(experiments, 'torch_reference', raising=False)
   with pytest.raises(SystemExit, match=r'--torch needs PyTorch.*pip install -r '
                      r'requirements-bench\.txt'):
-    script.load_torch_reference()
+    cli.load_torch_reference()
