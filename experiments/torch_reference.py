@@ -542,6 +542,38 @@ def make_train_step(model: nn.Module, config):
   return step
 
 
+def conv2d_calls(x: np.ndarray, kernel: np.ndarray, dy: np.ndarray, padding: int):
+  """PyTorch's ``conv2d`` on the same data as a channels-last ``ops.conv2d`` call.
+
+  Args:
+    x: ``(N, H, W, C_in)`` float32 input.
+    kernel: ``(KH, KW, C_in, C_out)`` float32 kernel.
+    dy: ``(N, H_out, W_out, C_out)`` float32 gradient of the output.
+    padding: zeros on every side of each spatial axis.
+
+  Returns:
+    ``(forward, forward_backward)``: no-argument callables that run, on NCHW copies,
+    the convolution alone, and the convolution with the gradients of the input and
+    the kernel for ``dy`` (as a train step computes them). The latter returns
+    ``(dx, dkernel)`` in PyTorch's layouts.
+  """
+  def nchw(a, axes):
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(axes)))
+
+  tx = nchw(x, (0, 3, 1, 2)).requires_grad_()
+  tk = nchw(kernel, (3, 2, 0, 1)).requires_grad_()
+  tdy = nchw(dy, (0, 3, 1, 2))
+
+  def forward():
+    with torch.no_grad():
+      return F.conv2d(tx, tk, padding=padding)
+
+  def forward_backward():
+    return torch.autograd.grad(F.conv2d(tx, tk, padding=padding), (tx, tk), tdy)
+
+  return forward, forward_backward
+
+
 def _input_fn(dataset_config, nsp: int, memory_format):
   """Stored batch -> float model input: uint8 scaled to [0, 1], then normalised if set."""
   augment = data_lib.augment_config(dataset_config)

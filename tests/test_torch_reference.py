@@ -21,7 +21,7 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
-from cnn_jax import benchmark, config_utils, models  # noqa: E402
+from cnn_jax import benchmark, config_utils, models, ops  # noqa: E402
 from cnn_jax.train import optim, steps  # noqa: E402
 from experiments import torch_reference  # noqa: E402
 
@@ -219,3 +219,20 @@ def test_benchmark_script_times_torch_beside_ours(tmp_path):
   assert float(row['torch train img/s'].replace(',', '')) == pytest.approx(
       ref['train_images_per_sec'], abs=0.5)
   assert float(row['train ours/torch']) == pytest.approx(record['train_ratio'], abs=0.005)
+
+
+@pytest.mark.parametrize('size,channels', [(8, 4), (5, 3)])
+def test_conv2d_calls_compute_what_ops_conv2d_computes(size, channels):
+  # bench_ops' PyTorch column must time the same convolution and gradients as ours.
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((2, size, size, channels), np.float32)
+  kernel = rng.standard_normal((3, 3, channels, channels + 1), np.float32)
+  dy = rng.standard_normal((2, size, size, channels + 1), np.float32)
+  forward, forward_backward = torch_reference.conv2d_calls(x, kernel, dy, padding=1)
+  y, vjp = jax.vjp(lambda x, k: ops.conv2d(x, k, padding='SAME'), x, kernel)
+  dx, dk = vjp(dy)
+  tol = dict(rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(forward().numpy().transpose(0, 2, 3, 1), y, **tol)
+  tdx, tdk = forward_backward()
+  np.testing.assert_allclose(tdx.numpy().transpose(0, 2, 3, 1), dx, **tol)
+  np.testing.assert_allclose(tdk.numpy().transpose(2, 3, 1, 0), dk, **tol)
