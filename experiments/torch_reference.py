@@ -69,7 +69,8 @@ _LEAVES = {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias', 'mean': 'runni
 # Config fields whose work the reference does not do; it refuses them (see check_case).
 _AUGMENT_OFF = {'crop_padding': 0, 'flip': False, 'random_resized_crop': False,
                 'image_size': 0}
-_TRAIN_OFF = {'half_precision': False, 'ema_decay': 0.0, 'aux_loss_weight': 0.0}
+_TRAIN_OFF = {'half_precision': False, 'ema_decay': 0.0, 'aux_loss_weight': 0.0,
+              'eval_flip': False}
 
 
 def default_num_threads() -> int:

@@ -17,8 +17,9 @@ from idx_files import prepare_toy_tfds
 from cnn_jax import config_utils, models
 from cnn_jax.models.simple_cnn import SimpleCNN
 from cnn_jax.train import checkpoint, optim
-from cnn_jax.train.loop import evaluate_checkpoint, train_and_evaluate
-from cnn_jax.train.steps import NO_BAD_STEP, create_train_state, cross_entropy, train_step
+from cnn_jax.train.loop import Trainer, evaluate_checkpoint, train_and_evaluate
+from cnn_jax.train.steps import (NO_BAD_STEP, create_train_state, cross_entropy, eval_step,
+                                 train_step)
 
 QUIET = dict(log=lambda *_: None)
 TIMING = {'images_per_sec', 'elapsed_s', 'wall_s', 'compile_s', 'train_images_per_sec'}
@@ -206,6 +207,40 @@ def test_ema_follows_the_incremental_formula():
   new, _ = train_step(state, batch, jax.random.key(1), ema_decay=0.9)
   jax.tree.map(lambda e, old, p: np.testing.assert_allclose(e, 0.9 * old + 0.1 * p, rtol=1e-6),
                new.ema_params, state.params, new.params)
+
+
+def test_eval_flip_averages_the_logits_of_each_image_and_its_mirror():
+  model = models.create('simple_cnn', features=(3,), hidden=(), num_classes=4)
+  rng = np.random.default_rng(0)
+  images = rng.standard_normal((5, 6, 7, 1)).astype(np.float32)
+  labels = np.array([0, 1, 2, 3, 1])
+  state = create_train_state(model, optax.sgd(0.1), jax.random.key(0), images)
+  variables = {'params': state.params}
+  # Reference: numpy mirrors the width axis; a mean of the two logits, then the loss.
+  logits = (np.asarray(model.apply(variables, images)) +
+            np.asarray(model.apply(variables, np.ascontiguousarray(images[:, :, ::-1])))) / 2
+  log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  mask = np.array([1, 1, 1, 1, 0])  # the last example is padding
+  batch = {'image': images, 'label': labels, 'mask': mask}
+  got = eval_step(state, batch, flip=True)
+  np.testing.assert_allclose(got['loss_sum'], -(log_p[np.arange(5), labels] * mask).sum(),
+                             rtol=1e-5)
+  assert got['correct'] == ((logits.argmax(-1) == labels) * mask).sum()
+  assert got['count'] == 4
+
+
+def test_eval_flip_config_reaches_the_evaluation(toy_dir):
+  config = tiny_config(toy_dir)
+  plain = Trainer(config)
+  state = plain.init_state()
+  config.eval_flip = True
+  flipped = Trainer(config).evaluate(state, 'test')
+  apply = state.apply_fn
+  mirrored = state.replace(apply_fn=lambda v, x, **kw: (apply(v, x, **kw) +
+                                                        apply(v, x[:, :, ::-1], **kw)) / 2)
+  expected = plain.evaluate(mirrored, 'test')
+  assert flipped['loss'] != plain.evaluate(state, 'test')['loss']
+  np.testing.assert_allclose(flipped['loss'], expected['loss'], rtol=1e-6)
 
 
 def _opt_config(**fields):

@@ -275,6 +275,7 @@ class Trainer:
         lambda x: data_lib.augment(x, None, aug, train=False),
         jax.ShapeDtypeStruct((config.batch_size,) + tuple(example[0]), example[1]))
     use_ema = bool(config.get('ema_decay', 0.0))
+    eval_flip = bool(config.get('eval_flip', False))
     self._init = jax.jit(vmap(functools.partial(create_train_state, self.model, self.tx,
                                                 sample_input=sample, use_ema=use_ema)),
                          out_shardings=replicated)
@@ -313,7 +314,7 @@ class Trainer:
       inputs = data_lib.augment(images, None, aug, train=False)
       batch = {'image': inputs, 'label': labels, 'mask': mask}
       batch = jax.lax.with_sharding_constraint(batch, batched)
-      return eval_step(state, batch, use_ema=use_ema)
+      return eval_step(state, batch, use_ema=use_ema, flip=eval_flip)
 
     def eval_on_slice(state, images, labels, idx, mask):
       return eval_on_batch(state, images[idx], labels[idx], mask)

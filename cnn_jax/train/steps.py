@@ -136,7 +136,8 @@ def accumulate(total: dict | None, metrics: dict) -> dict:
           for k, v in metrics.items()}
 
 
-def eval_step(state: TrainState, batch: dict, use_ema: bool = False) -> dict:
+def eval_step(state: TrainState, batch: dict, use_ema: bool = False,
+              flip: bool = False) -> dict:
   """Sums of loss and correct predictions over the valid examples of a batch.
 
   Args:
@@ -144,12 +145,19 @@ def eval_step(state: TrainState, batch: dict, use_ema: bool = False) -> dict:
     batch: ``{'image', 'label', 'mask'}``; ``mask`` (B,) marks real examples, so a
       padded last batch counts correctly.
     use_ema: evaluate the EMA parameters instead of the raw ones.
+    flip: test-time augmentation: average the logits of each input and of its mirror
+      image (reversed along the width, the last spatial axis). Meant for models
+      trained with random flips.
 
   Returns:
     ``{'loss_sum', 'correct', 'correct_top5', 'count'}``; divide the sums by ``count``.
   """
-  params = state.ema_params if use_ema else state.params
-  logits = state.apply_fn(_variables(state, params), batch['image'], train=False)
+  variables = _variables(state, state.ema_params if use_ema else state.params)
+  images = batch['image']
+  logits = state.apply_fn(variables, images, train=False)
+  if flip:
+    mirrored = state.apply_fn(variables, jnp.flip(images, axis=-2), train=False)
+    logits = (logits + mirrored) / 2
   loss = cross_entropy(logits, batch['label'])
   mask = batch['mask'].astype(jnp.float32)
   correct = (jnp.argmax(logits, -1) == batch['label']).astype(jnp.float32)

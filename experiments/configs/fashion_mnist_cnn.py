@@ -65,6 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.label_smoothing = 0.0
   config.aux_loss_weight = 0.0  # auxiliary classifiers (GoogLeNet: 0.3)
   config.ema_decay = 0.0  # > 0: evaluate an EMA of the parameters
+  config.eval_flip = False  # evaluate on each image and its mirror (with augment.flip)
   config.half_precision = False  # bfloat16 compute, float32 parameters
 
   config.steps_per_call = 1  # steps per compiled call, as one lax.scan; 0: a whole epoch
