@@ -63,6 +63,7 @@ _ACTIVATIONS = {
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d}
 _MAX_POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d}
 _AVG_POOL = {1: nn.AvgPool1d, 2: nn.AvgPool2d}
+_BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
 # Flax variable leaf -> torch tensor attribute.
 _LEAVES = {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias', 'mean': 'running_mean',
            'var': 'running_var'}
@@ -219,8 +220,8 @@ class MLP(nn.Module):
 
 
 class SimpleCNN(nn.Module):
-  """:class:`cnn_jax.models.simple_cnn.SimpleCNN`: conv -> act -> pool -> dropout blocks,
-  then dense layers; 1-D ``(N, C, W)`` or 2-D ``(N, C, H, W)`` inputs."""
+  """:class:`cnn_jax.models.simple_cnn.SimpleCNN`: conv -> [BatchNorm] -> act -> pool ->
+  dropout blocks, then dense layers; 1-D ``(N, C, W)`` or 2-D ``(N, C, H, W)`` inputs."""
 
   def __init__(self, m, input_shape: tuple):
     super().__init__()
@@ -233,11 +234,14 @@ class SimpleCNN(nn.Module):
     n = self.num_blocks = len(m.features)
     blocks = zip(m.features, per_block(m.kernel_size, n, 'kernel_size'),
                  per_block(m.strides, n, 'strides'), per_block(m.padding, n, 'padding'),
+                 per_block(m.batch_norm, n, 'batch_norm'),
                  per_block(m.pool, n, 'pool'), per_block(m.pool_window, n, 'pool_window'),
                  per_block(m.dropout_rate, n, 'dropout_rate'))
-    for i, (features, k, s, pad, pool, window, rate) in enumerate(blocks):
-      conv, sizes = _conv(channels, features, k, s, pad, sizes)
+    for i, (features, k, s, pad, bn, pool, window, rate) in enumerate(blocks):
+      conv, sizes = _conv(channels, features, k, s, pad, sizes, bias=not bn)
       self.add_module(f'conv{i}', conv)
+      self.add_module(f'conv{i}_bn', _batch_norm(len(sizes), features, m) if bn
+                      else nn.Identity())
       down, sizes = _downsample(pool, features, window, window, 'VALID', sizes)
       self.add_module(f'pool{i}', down)
       self.add_module(f'dropout{i}', _dropout(rate))
@@ -249,7 +253,7 @@ class SimpleCNN(nn.Module):
 
   def forward(self, x):
     for i in range(self.num_blocks):
-      x = self.act(getattr(self, f'conv{i}')(x))
+      x = self.act(getattr(self, f'conv{i}_bn')(getattr(self, f'conv{i}')(x)))
       x = getattr(self, f'dropout{i}')(_down(getattr(self, f'pool{i}'), x, self.act))
     return _dense_forward(self, x.flatten(1))
 
@@ -292,10 +296,14 @@ def _add_conv_bn(parent: nn.Module, name: str, c_in: int, c_out: int, kernel: in
   """:func:`cnn_jax.models.common.conv_bn`'s layers as ``name`` and ``name + '_bn'``."""
   conv, sizes = _conv(c_in, c_out, kernel, stride, kernel // 2, sizes, bias=False)
   parent.add_module(name, conv)
-  # Flax's momentum is the decay of the running average, PyTorch's its complement.
-  parent.add_module(f'{name}_bn', nn.BatchNorm2d(c_out, eps=m.bn_epsilon,
-                                                 momentum=1 - m.bn_momentum))
+  parent.add_module(f'{name}_bn', _batch_norm(2, c_out, m))
   return sizes
+
+
+def _batch_norm(nsp: int, channels: int, m) -> nn.Module:
+  """A BatchNorm1d/2d with the model's ``bn_epsilon`` and ``bn_momentum``."""
+  # Flax's momentum is the decay of the running average, PyTorch's its complement.
+  return _BATCH_NORM[nsp](channels, eps=m.bn_epsilon, momentum=1 - m.bn_momentum)
 
 
 class ResidualBlock(nn.Module):

@@ -35,6 +35,28 @@ def test_simple_cnn_1d_per_block_settings():
   assert model.apply(variables, x).shape == (3, 10)
 
 
+def test_simple_cnn_batch_norm_per_block():
+  model = models.create('simple_cnn', features=(4, 8), batch_norm=(True, False), hidden=(),
+                        num_classes=10)
+  x = jax.random.normal(KEY, (6, 8, 8, 1)) * 3 + 2
+  variables = model.init(KEY, x)
+  params = variables['params']
+  # BatchNorm replaces conv0's bias; conv1 keeps its own.
+  assert 'bias' not in params['conv0'] and 'conv1_bn' not in params
+  expected = (9 * 4 + 2 * 4) + (9 * 4 * 8 + 8) + (2 * 2 * 8 * 10 + 10)
+  assert _count(params) == expected
+  assert jax.tree.map(jnp.shape, variables['batch_stats']) == {
+      'conv0_bn': {'mean': (4,), 'var': (4,)}}
+  # In training the conv0 output is normalised over (N, H, W): before the activation
+  # each channel has mean 0 and variance 1 (the BatchNorm's scale and offset start at
+  # 1 and 0). Captured with capture_intermediates.
+  _, state = model.apply(variables, x, train=True, mutable=['batch_stats', 'intermediates'],
+                         capture_intermediates=lambda m, _: m.name == 'conv0_bn')
+  y = np.asarray(state['intermediates']['conv0_bn']['__call__'][0])
+  np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0, atol=1e-5)
+  np.testing.assert_allclose(y.var(axis=(0, 1, 2)), 1, rtol=1e-3)
+
+
 def test_simple_cnn_dropout_only_in_training():
   model = models.create('simple_cnn', features=(4,), hidden=(16,), dropout_rate=0.5,
                         dense_dropout_rate=0.5)

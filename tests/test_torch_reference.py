@@ -46,6 +46,9 @@ CASES = [
      (28, 28, 1), None),
     ('simple_cnn', dict(features=(4, 6), kernel_size=(3, 4), pool=('conv', 'max'),
                         activation='gelu', padding=('VALID', 'SAME')), (15, 13, 2), None),
+    ('simple_cnn', dict(features=(4, 6), strides=(1, 2), batch_norm=(True, False),
+                        pool='none'), (12, 12, 1), None),
+    ('simple_cnn', dict(features=(4, 6), batch_norm=True), (16, 2), None),  # 1-D
     ('cnn1d', {}, (40, 1), None),
     ('lenet5', {}, (28, 28, 1), 61_706),  # tanh, average pooling, C1 pads 28 to 32
     (*_config_model('lenet5_fashion_mnist.py'), (32, 32, 3), None),
@@ -135,10 +138,14 @@ def test_channels_last_gives_the_same_logits(name, fields, shape):
     # near zero, whose sign Adam's first steps amplify to +-lr from rounding alone.
     ('lenet5', dict(activation='relu', pool='max'), (28, 28, 1),
      dict(name='adamw', weight_decay=0.1)),
+    ('simple_cnn', dict(features=(4, 8), strides=2, pool='none', batch_norm=True,
+                        hidden=(16,), dropout_rate=0.0, dense_dropout_rate=0.0), (12, 12, 1),
+     dict(name='adam')),
     # BatchNorm in training mode: batch statistics forward and backward, running mean.
     ('resnet20', dict(stage_sizes=(1, 1, 1)), (8, 8, 3),
      dict(name='sgd', momentum=0.9, weight_decay=1e-3)),
-], ids=['simple_cnn-sgd', 'simple_cnn-adam', 'lenet5-adamw', 'resnet-sgd'])
+], ids=['simple_cnn-sgd', 'simple_cnn-adam', 'lenet5-adamw', 'simple_cnn-bn-adam',
+       'resnet-sgd'])
 def test_train_steps_match_ours(name, fields, shape, optimizer):
   config = config_utils.load_config(benchmark.DEFAULT_CONFIG)
   config.model = ml_collections.ConfigDict({'name': name, **fields})

@@ -16,7 +16,7 @@ from cnn_jax.models.common import activation, downsample, per_block
 
 
 class SimpleCNN(nn.Module):
-  """Conv blocks (conv -> activation -> pool -> dropout) then dense layers.
+  """Conv blocks (conv -> [BatchNorm] -> activation -> pool -> dropout) then dense layers.
 
   Works on 2-D ``(N, H, W, C)`` and 1-D ``(N, W, C)`` inputs; the kernel and pooling
   windows get the input's spatial rank.
@@ -27,6 +27,8 @@ class SimpleCNN(nn.Module):
     kernel_size: conv kernel size, per block or one for all.
     strides: conv stride, per block or one for all.
     padding: conv padding, per block or one for all.
+    batch_norm: BatchNorm between the conv and the activation (the conv then has no
+      bias), per block or one for all.
     pool: ``'max'``, ``'avg'``, ``'none'``, or ``'conv'`` (a learned strided conv in the
       pool's place), per block or one for all.
     pool_window: pooling window (and stride), per block or one for all.
@@ -34,6 +36,8 @@ class SimpleCNN(nn.Module):
     hidden: widths of the dense layers between the flattened features and the output.
     dense_dropout_rate: dropout after each hidden dense layer.
     activation: ``'relu'``, ``'tanh'``, ``'lecun_tanh'``, ``'gelu'`` or ``'elu'``.
+    bn_momentum: BatchNorm running-average decay (PyTorch's momentum 0.1 is 0.9 here).
+    bn_epsilon: BatchNorm epsilon.
     dtype: computation dtype (None: float32 from the parameters).
   """
   num_classes: int = 10
@@ -41,12 +45,15 @@ class SimpleCNN(nn.Module):
   kernel_size: Any = 3
   strides: Any = 1
   padding: Any = 'SAME'
+  batch_norm: Any = False
   pool: Any = 'max'
   pool_window: Any = 2
   dropout_rate: Any = 0.0
   hidden: Sequence[int] = (128,)
   dense_dropout_rate: float = 0.0
   activation: str = 'relu'
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-5
   dtype: Any = None
 
   @nn.compact
@@ -55,7 +62,8 @@ class SimpleCNN(nn.Module):
 
     Args:
       x: ``(N, H, W, C)`` or ``(N, W, C)`` batch.
-      train: enables dropout (needs a ``'dropout'`` rng).
+      train: enables dropout (needs a ``'dropout'`` rng) and BatchNorm's batch
+        statistics (``batch_stats`` must then be mutable).
 
     Returns:
       Logits ``(N, num_classes)``.
@@ -68,11 +76,16 @@ class SimpleCNN(nn.Module):
     act = activation(self.activation)
     blocks = zip(self.features, per_block(self.kernel_size, n, 'kernel_size'),
                  per_block(self.strides, n, 'strides'), per_block(self.padding, n, 'padding'),
+                 per_block(self.batch_norm, n, 'batch_norm'),
                  per_block(self.pool, n, 'pool'), per_block(self.pool_window, n, 'pool_window'),
                  per_block(self.dropout_rate, n, 'dropout_rate'))
-    for i, (feat, k, s, pad, pool, window, rate) in enumerate(blocks):
-      x = layers.Conv(feat, (k,) * nsp, strides=s, padding=pad, dtype=self.dtype,
-                      name=f'conv{i}')(x)
+    for i, (feat, k, s, pad, bn, pool, window, rate) in enumerate(blocks):
+      x = layers.Conv(feat, (k,) * nsp, strides=s, padding=pad, use_bias=not bn,
+                      dtype=self.dtype, name=f'conv{i}')(x)
+      if bn:
+        x = layers.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                             epsilon=self.bn_epsilon, dtype=self.dtype,
+                             name=f'conv{i}_bn')(x)
       x = act(x)
       x = downsample(x, pool, window, window, 'VALID', act=act, dtype=self.dtype,
                      name=f'pool{i}')

@@ -44,6 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.features = (32, 64)
   config.model.kernel_size = 3
   config.model.strides = 1
+  config.model.batch_norm = False  # BatchNorm after each conv (per block or one for all)
   config.model.pool = 'max'
   config.model.dropout_rate = 0.25
   config.model.hidden = (128,)
