@@ -72,6 +72,13 @@ def _field_paths(config, prefix: str = '') -> list[str]:
   return paths
 
 
+def _get(config, key: str):
+  """The value at a dotted path of a ConfigDict."""
+  for part in key.split('.'):
+    config = config[part]
+  return config
+
+
 def unknown_override_error(config, key: str) -> str | None:
   """Describes why ``key`` (e.g. ``'model.dropout_rat'``) is not a field of ``config``.
 
@@ -95,10 +102,12 @@ def unknown_override_error(config, key: str) -> str | None:
 
 
 def check_overrides(argv: list[str], flag: str, default_spec: str) -> None:
-  """Exits with a clear message if a ``--flag.a.b=value`` override names no field.
+  """Exits with a clear message if a ``--flag.a.b=value`` override cannot apply.
 
-  ml_collections would raise an AttributeError deep inside flag parsing; checking
-  first gives the user one line naming the field and the closest valid names.
+  ml_collections would raise an AttributeError deep inside flag parsing for a field
+  that does not exist, and an int parse error for a tuple given to a one-value field
+  (``--config.model.strides=(1,2,2)``): a flag is parsed as the field's current type.
+  Checking first gives the user one line naming the field and what to do instead.
 
   Args:
     argv: the command line (``sys.argv``).
@@ -106,10 +115,10 @@ def check_overrides(argv: list[str], flag: str, default_spec: str) -> None:
     default_spec: the flag's default config file.
 
   Raises:
-    SystemExit: for an unknown field.
+    SystemExit: for an unknown field, or a sequence given to a one-value field.
   """
   spec = default_spec
-  keys = []
+  overrides = []
   args = argv[1:]
   for i, arg in enumerate(args):
     name, eq, value = arg.lstrip('-').partition('=')
@@ -117,11 +126,18 @@ def check_overrides(argv: list[str], flag: str, default_spec: str) -> None:
       # absl accepts both --config=path and --config path.
       spec = value if eq else (args[i + 1] if i + 1 < len(args) else spec)
     elif name.startswith(flag + '.'):
-      keys.append(name[len(flag) + 1:])
-  if not keys:
+      overrides.append((name[len(flag) + 1:], value))
+  if not overrides:
     return
   config = load_config(spec)
-  for key in keys:
+  for key, value in overrides:
     error = unknown_override_error(config, key)
     if error:
       raise SystemExit(f'error: {error} (config file: {spec})')
+    current = _get(config, key)
+    if value.strip()[:1] in ('(', '[') and not isinstance(current, (list, tuple)):
+      raise SystemExit(
+          f'error: --{flag}.{key}={value}: {key} holds one value ({current!r}) in {spec}, '
+          f'and a flag keeps the type of the value it replaces. Set a sequence in a '
+          f'config file that builds on this one (config.{key} = {value}) and pass that '
+          f'file to --{flag}.')

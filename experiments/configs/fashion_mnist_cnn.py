@@ -39,7 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.augment.mean = ()  # empty with normalize: the dataset's published stats
   config.dataset.augment.std = ()
 
-  config.model = ml_collections.ConfigDict()
+  # Per-block fields take one value or a tuple, so a config built on this one may
+  # replace an int with a tuple (strides = (1, 2, 2)): no type locking here.
+  config.model = ml_collections.ConfigDict(type_safe=False)
   config.model.name = 'simple_cnn'
   config.model.features = (32, 64)
   config.model.kernel_size = 3
