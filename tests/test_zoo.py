@@ -309,3 +309,12 @@ def test_config_follows_the_schema_and_builds_its_model(config_name):
                        jax.ShapeDtypeStruct((1,) + _INPUTS[config.dataset.name], jnp.float32))
   # The Fashion-MNIST configs keep the models' default of 10 classes.
   assert out.shape == (1, config.model.get('num_classes', 10))
+
+
+@pytest.mark.parametrize('name,label', [('alexnet_small', 'AlexNet'), ('googlenet', 'GoogLeNet'),
+                                        ('lenet5', 'LeNet5'), ('resnet20', 'ResNet')])
+def test_image_models_refuse_an_unbatched_input_by_name(name, label):
+  model = models.create(name)
+  with pytest.raises(ValueError, match=rf'{label} expects a batch \(N, H, W, C\), got shape '
+                                       rf'\(32, 32, 3\)'):
+    model.init(KEY, jnp.zeros((32, 32, 3)))

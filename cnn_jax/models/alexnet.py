@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnn_jax import layers
-from cnn_jax.models.common import activation, downsample, per_block
+from cnn_jax.models.common import activation, check_image_batch, downsample, per_block
 
 
 class AlexNet(nn.Module):
@@ -78,8 +78,7 @@ class AlexNet(nn.Module):
     Returns:
       Logits ``(N, num_classes)`` in float32.
     """
-    if x.ndim != 4:
-      raise ValueError(f'AlexNet expects a batch (N, H, W, C), got shape {x.shape}')
+    check_image_batch('AlexNet', x)
     n = len(self.features)
     if n < 3:
       raise ValueError(f'features={self.features!r} needs at least 3 convolutions (pools '

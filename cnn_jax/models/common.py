@@ -24,6 +24,12 @@ _ACTIVATIONS = {'relu': nn.relu, 'tanh': jnp.tanh, 'lecun_tanh': _lecun_tanh,
                 'gelu': nn.gelu, 'elu': nn.elu}
 
 
+def check_image_batch(model: str, x) -> None:
+  """Raises ValueError, naming ``model``, unless ``x`` is an ``(N, H, W, C)`` batch."""
+  if x.ndim != 4:
+    raise ValueError(f'{model} expects a batch (N, H, W, C), got shape {x.shape}')
+
+
 def per_block(value, n: int, name: str, blocks: str = 'conv blocks (len(features))') -> tuple:
   """Broadcasts a scalar setting to ``n`` blocks, or checks a per-block sequence.
 

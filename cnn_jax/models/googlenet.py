@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnn_jax import layers
-from cnn_jax.models.common import conv_bn, downsample
+from cnn_jax.models.common import check_image_batch, conv_bn, downsample
 
 # Table 1 of the paper: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
 INCEPTION = {
@@ -170,8 +170,7 @@ class GoogLeNet(nn.Module):
     Returns:
       Logits ``(N, num_classes)`` in float32.
     """
-    if x.ndim != 4:
-      raise ValueError(f'GoogLeNet expects a batch (N, H, W, C), got shape {x.shape}')
+    check_image_batch('GoogLeNet', x)
     bn = dict(batch_norm=self.batch_norm, bn_momentum=self.bn_momentum,
               bn_epsilon=self.bn_epsilon, dtype=self.dtype)
     conv = dict(train=train, **bn)

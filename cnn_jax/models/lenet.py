@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnn_jax import layers
-from cnn_jax.models.common import activation, downsample
+from cnn_jax.models.common import activation, check_image_batch, downsample
 
 # The paper's input field; smaller images (28x28 MNIST) are zero-padded up to it.
 _FIELD = 32
@@ -72,8 +72,7 @@ class LeNet5(nn.Module):
     Returns:
       Logits ``(N, num_classes)`` in float32.
     """
-    if x.ndim != 4:
-      raise ValueError(f'LeNet5 expects a batch (N, H, W, C), got shape {x.shape}')
+    check_image_batch('LeNet5', x)
     if len(self.features) != 3:
       raise ValueError(f'features={self.features!r} must give the channels of C1, C3 and '
                        f'C5 (3 values)')

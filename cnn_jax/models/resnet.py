@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnn_jax import layers
-from cnn_jax.models.common import conv_bn, downsample
+from cnn_jax.models.common import check_image_batch, conv_bn, downsample
 
 _EXPANSION = {'basic': 1, 'bottleneck': 4}
 
@@ -132,8 +132,7 @@ class ResNet(nn.Module):
     Returns:
       Logits ``(N, num_classes)`` in float32.
     """
-    if x.ndim != 4:
-      raise ValueError(f'ResNet expects a batch (N, H, W, C), got shape {x.shape}')
+    check_image_batch('ResNet', x)
     if self.block not in _EXPANSION:
       raise ValueError(f"block={self.block!r}; use 'basic' or 'bottleneck'")
     if self.shortcut not in ('A', 'B'):
