@@ -458,6 +458,24 @@ def _meta(replicas: int | None = None, best_eval_accuracy=-1.0, best_eval_step=-
           'epoch_steps': np.array(epoch_steps, np.int32)}
 
 
+def _read_workdir_record(workdir: str) -> dict:
+  """The parsed ``config.json`` of a workdir (its config, variants and environment)."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path} not found: {workdir} is not a training workdir')
+  with open(path) as f:
+    return json.load(f)
+
+
+def _config_from_record(record: dict) -> ml_collections.ConfigDict:
+  def tuples(value):
+    if isinstance(value, dict):
+      return {k: tuples(v) for k, v in value.items()}
+    return tuple(tuples(v) for v in value) if isinstance(value, list) else value
+
+  return ml_collections.ConfigDict(tuples(record['config']))
+
+
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a workdir was trained with (JSON lists turned back into tuples).
 
@@ -470,18 +488,7 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
   Raises:
     FileNotFoundError: if the workdir has no ``config.json``.
   """
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'{path} not found: {workdir} is not a training workdir')
-  with open(path) as f:
-    saved = json.load(f)['config']
-
-  def tuples(value):
-    if isinstance(value, dict):
-      return {k: tuples(v) for k, v in value.items()}
-    return tuple(tuples(v) for v in value) if isinstance(value, list) else value
-
-  return ml_collections.ConfigDict(tuples(saved))
+  return _config_from_record(_read_workdir_record(workdir))
 
 
 def restore_workdir(workdir: str, which: str = 'latest'):
@@ -499,13 +506,12 @@ def restore_workdir(workdir: str, which: str = 'latest'):
     FileNotFoundError: if the directory is not a workdir or there is no such checkpoint.
     checkpoint.CheckpointError: if it cannot be restored.
   """
-  config = load_workdir_config(workdir)
+  record = _read_workdir_record(workdir)
+  config, variants = _config_from_record(record), record.get('variants')
   directory = os.path.join(workdir, 'checkpoints')
   if not os.path.isdir(directory):
     raise FileNotFoundError(f'{workdir} has no checkpoints/ folder: train it first with '
                             f'python -m experiments.train --workdir {workdir}')
-  with open(os.path.join(workdir, CONFIG_FILE)) as f:
-    variants = json.load(f).get('variants')
   if variants is not None and which == 'best':
     raise ValueError(f'{workdir} holds {len(variants)} vmapped replicas, each with its own '
                      f'best step (see replica_*/summary.json); name a step instead of best')
