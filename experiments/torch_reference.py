@@ -238,10 +238,8 @@ class SimpleCNN(nn.Module):
                  per_block(m.pool, n, 'pool'), per_block(m.pool_window, n, 'pool_window'),
                  per_block(m.dropout_rate, n, 'dropout_rate'))
     for i, (features, k, s, pad, bn, pool, window, rate) in enumerate(blocks):
-      conv, sizes = _conv(channels, features, k, s, pad, sizes, bias=not bn)
-      self.add_module(f'conv{i}', conv)
-      self.add_module(f'conv{i}_bn', _batch_norm(len(sizes), features, m) if bn
-                      else nn.Identity())
+      sizes = _add_conv_bn(self, f'conv{i}', channels, features, k, s, m, sizes, padding=pad,
+                           batch_norm=bn)
       down, sizes = _downsample(pool, features, window, window, 'VALID', sizes)
       self.add_module(f'pool{i}', down)
       self.add_module(f'dropout{i}', _dropout(rate))
@@ -292,18 +290,20 @@ class LeNet5(nn.Module):
 
 
 def _add_conv_bn(parent: nn.Module, name: str, c_in: int, c_out: int, kernel: int,
-                 stride: int, m, sizes: tuple) -> tuple:
-  """:func:`cnn_jax.models.common.conv_bn`'s layers as ``name`` and ``name + '_bn'``."""
-  conv, sizes = _conv(c_in, c_out, kernel, stride, kernel // 2, sizes, bias=False)
+                 stride: int, m, sizes: tuple, padding=None, batch_norm: bool = True) -> tuple:
+  """:func:`cnn_jax.models.common.conv_bn`'s layers as ``name`` and ``name + '_bn'``.
+
+  Without ``batch_norm`` the conv keeps its bias and ``name + '_bn'`` is an identity,
+  so the caller's forward pass is the same either way. ``padding`` None is
+  ``kernel // 2``, as in ``conv_bn``. Returns the output sizes.
+  """
+  padding = kernel // 2 if padding is None else padding
+  conv, out_sizes = _conv(c_in, c_out, kernel, stride, padding, sizes, bias=not batch_norm)
   parent.add_module(name, conv)
-  parent.add_module(f'{name}_bn', _batch_norm(2, c_out, m))
-  return sizes
-
-
-def _batch_norm(nsp: int, channels: int, m) -> nn.Module:
-  """A BatchNorm1d/2d with the model's ``bn_epsilon`` and ``bn_momentum``."""
   # Flax's momentum is the decay of the running average, PyTorch's its complement.
-  return _BATCH_NORM[nsp](channels, eps=m.bn_epsilon, momentum=1 - m.bn_momentum)
+  parent.add_module(f'{name}_bn', _BATCH_NORM[len(sizes)](
+      c_out, eps=m.bn_epsilon, momentum=1 - m.bn_momentum) if batch_norm else nn.Identity())
+  return out_sizes
 
 
 class ResidualBlock(nn.Module):

@@ -99,21 +99,23 @@ def downsample(x, pool: str, window: int, stride: int, padding: Any, *, act: Cal
                    f"strided convolution), got {pool!r}")
 
 
-def conv_bn(x, features: int, kernel: int, *, strides: int = 1, train: bool,
-            batch_norm: bool = True, act: Callable | None = nn.relu, dtype: Any = None,
-            bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, name: str):
-  """Square conv with ``kernel // 2`` padding -> optional BatchNorm -> optional activation.
+def conv_bn(x, features: int, kernel: int, *, strides: int = 1, padding: Any = None,
+            train: bool, batch_norm: bool = True, act: Callable | None = nn.relu,
+            dtype: Any = None, bn_momentum: float = 0.9, bn_epsilon: float = 1e-5,
+            name: str):
+  """Square conv -> optional BatchNorm -> optional activation.
 
   With BatchNorm the conv has no bias (the BatchNorm offset replaces it), as in the
   torchvision ResNet and GoogLeNet whose parameter counts the zoo reproduces. The
-  padding is PyTorch's symmetric ``kernel // 2``, so the receptive-field geometry
-  (and the output size for any input) matches those references.
+  default padding is PyTorch's symmetric ``kernel // 2``, so the receptive-field
+  geometry (and the output size for any input) matches those references.
 
   Args:
-    x: ``(N, H, W, C)`` input.
+    x: ``(N, H, W, C)`` or ``(N, W, C)`` input.
     features: output channels.
-    kernel: kernel size on both axes.
+    kernel: kernel size on every spatial axis.
     strides: conv stride.
+    padding: any padding ``layers.Conv`` takes; None for ``kernel // 2`` on each side.
     train: BatchNorm uses batch statistics (and updates ``batch_stats``) if True,
       the running averages if False.
     batch_norm: add BatchNorm after the conv.
@@ -126,7 +128,8 @@ def conv_bn(x, features: int, kernel: int, *, strides: int = 1, train: bool,
   Returns:
     The activated feature map.
   """
-  x = layers.Conv(features, (kernel, kernel), strides=strides, padding=kernel // 2,
+  x = layers.Conv(features, (kernel,) * (x.ndim - 2), strides=strides,
+                  padding=kernel // 2 if padding is None else padding,
                   use_bias=not batch_norm, dtype=dtype, name=name)(x)
   if batch_norm:
     x = layers.BatchNorm(use_running_average=not train, momentum=bn_momentum,

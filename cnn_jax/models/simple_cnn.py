@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnn_jax import layers
-from cnn_jax.models.common import activation, downsample, per_block
+from cnn_jax.models.common import activation, conv_bn, downsample, per_block
 
 
 class SimpleCNN(nn.Module):
@@ -71,7 +71,6 @@ class SimpleCNN(nn.Module):
     if x.ndim not in (3, 4):
       raise ValueError(f'SimpleCNN expects a batch (N, H, W, C) or (N, W, C), got shape '
                        f'{x.shape}')
-    nsp = x.ndim - 2
     n = len(self.features)
     act = activation(self.activation)
     blocks = zip(self.features, per_block(self.kernel_size, n, 'kernel_size'),
@@ -80,13 +79,9 @@ class SimpleCNN(nn.Module):
                  per_block(self.pool, n, 'pool'), per_block(self.pool_window, n, 'pool_window'),
                  per_block(self.dropout_rate, n, 'dropout_rate'))
     for i, (feat, k, s, pad, bn, pool, window, rate) in enumerate(blocks):
-      x = layers.Conv(feat, (k,) * nsp, strides=s, padding=pad, use_bias=not bn,
-                      dtype=self.dtype, name=f'conv{i}')(x)
-      if bn:
-        x = layers.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                             epsilon=self.bn_epsilon, dtype=self.dtype,
-                             name=f'conv{i}_bn')(x)
-      x = act(x)
+      x = conv_bn(x, feat, k, strides=s, padding=pad, train=train, batch_norm=bn, act=act,
+                  dtype=self.dtype, bn_momentum=self.bn_momentum,
+                  bn_epsilon=self.bn_epsilon, name=f'conv{i}')
       x = downsample(x, pool, window, window, 'VALID', act=act, dtype=self.dtype,
                      name=f'pool{i}')
       x = layers.Dropout(rate, name=f'dropout{i}')(x, deterministic=not train)
