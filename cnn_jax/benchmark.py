@@ -6,7 +6,7 @@
 Each case is a config (its model, optimizer and augmentation) or a bare registered model
 (on the default experiment's optimizer), at one batch size. The steps are those
 :func:`cnn_jax.train.loop.train_and_evaluate` runs, built by its
-:class:`~cnn_jax.train.loop.Trainer` on data held in device memory: synthetic (uniform
+:class:`~cnn_jax.train.trainer.Trainer` on data held in device memory: synthetic (uniform
 random images and labels, the default) or the config's real dataset. So the numbers are
 the step's device work, not an input pipeline's.
 
@@ -16,7 +16,7 @@ Per case:
 * ``train_images_per_sec`` / ``eval_images_per_sec``: batch size x ``steps`` / the median
   wall time of ``repeats`` windows of ``steps`` steps, timed after ``warmup_steps``
   steps (eval: after one untimed window) and ended by ``jax.block_until_ready``. An
-  eval window is one :meth:`~cnn_jax.train.loop.Trainer.evaluate` over ``steps``
+  eval window is one :meth:`~cnn_jax.train.trainer.Trainer.evaluate` over ``steps``
   batches.
 * ``train_flops_per_sec``: ``train_images_per_sec`` x ``train_flops_per_example``,
   taken as 3 x the forward FLOPs of :func:`cnn_jax.summary.summarize` (multiply-add = 2;
@@ -39,12 +39,9 @@ temporary workdir and reports the wall time and the final test accuracy.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import itertools
-import json
 import math
 import os
-import platform
 import resource
 import statistics
 import tempfile
@@ -55,19 +52,17 @@ import jax
 import ml_collections
 import numpy as np
 
-from cnn_jax import config_utils, models
+from cnn_jax import config_utils, models, provenance
 from cnn_jax import data as data_lib
 from cnn_jax.data import catalog
 from cnn_jax.summary import summarize
 from cnn_jax.train import loop
+from cnn_jax.train.trainer import Trainer
 
-DEFAULT_CONFIG = 'experiments/configs/fashion_mnist_cnn.py'
 # The backward pass costs about twice the forward (two matmuls per forward one).
 TRAIN_FLOPS_PER_FORWARD = 3
 FLOPS_NOTE = ('train FLOPs per example = 3 x the forward FLOPs of cnn_jax.summary '
               '(multiply-add = 2; backward taken as 2x forward)')
-RESULTS_JSON = 'results.json'
-RESULTS_MD = 'results.md'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,13 +99,16 @@ def config_case(spec: str) -> Case:
   return Case(os.path.splitext(os.path.basename(path))[0], spec, config, shape)
 
 
-def model_case(name: str, input_shape: Sequence[int], num_classes: int = 10) -> Case:
+def model_case(base: ml_collections.ConfigDict, name: str, input_shape: Sequence[int],
+               num_classes: int = 10) -> Case:
   """A case for a bare registered model, trained as the default experiment trains.
 
   Named ``'NAME HxWxC'`` (e.g. ``'resnet20 32x32x3'``), so one run can hold a model at
   several input shapes.
 
   Args:
+    base: the training settings (data, optimizer, batch size), e.g. the schema's
+      defaults (``experiments/configs/default.py``); its ``model`` is replaced.
     name: a registered model name (see :func:`cnn_jax.models.names`).
     input_shape: one input's shape, e.g. ``(28, 28, 1)``; 2-D inputs are benchmarked as
       uint8 images, 1-D ones as float32 signals (as the datasets store them).
@@ -120,7 +118,7 @@ def model_case(name: str, input_shape: Sequence[int], num_classes: int = 10) -> 
     ValueError: for an unknown model (listing the registered ones).
   """
   models.create(name, num_classes=num_classes)
-  config = config_utils.load_config(DEFAULT_CONFIG)
+  config = ml_collections.ConfigDict(base.to_dict())
   config.model = ml_collections.ConfigDict({'name': name, 'num_classes': num_classes})
   shape = tuple(input_shape)
   return Case(f'{name} {"x".join(map(str, shape))}', f'model {name}', config, shape)
@@ -217,7 +215,7 @@ def benchmark_case(case: Case, batch_size: int, *, steps: int = 20, repeats: int
   # A window's steps are one synthetic epoch; the loop's log/checkpoint intervals are
   # not used here, so they must not constrain config.steps_per_call.
   config.log_every_steps = config.checkpoint_every_steps = 0
-  trainer = loop.Trainer(config, splits=case_splits(case, batch_size * steps, data))
+  trainer = Trainer(config, splits=case_splits(case, batch_size * steps, data))
 
   state = trainer.init_state()
   compile_s, batches = trainer.compile(state)
@@ -274,29 +272,6 @@ def time_to_accuracy(case: Case, target: float, log=print) -> dict:
           'train_images_per_sec': summary['train_images_per_sec']}
 
 
-def _cpu_model() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
-
-
-def environment(command: str) -> dict:
-  """Hardware, load, versions, date and command line, to store beside the numbers."""
-  devices = jax.devices()
-  return {**loop.environment(),
-          'device_kind': devices[0].device_kind, 'platform': devices[0].platform,
-          'cpu_model': _cpu_model(), 'cpu_count': os.cpu_count(),
-          # Other processes' load skews CPU timings; record it beside them.
-          'load_average': list(os.getloadavg()) if hasattr(os, 'getloadavg') else None,
-          'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-          'command': command}
-
-
 def run(cases: Sequence[Case], batch_sizes: Sequence[int], *, steps: int = 20,
         repeats: int = 3, warmup_steps: int = 3, data: str = 'synthetic',
         target_accuracy: float | None = None, out: str | None = None, command: str = '',
@@ -332,8 +307,8 @@ def run(cases: Sequence[Case], batch_sizes: Sequence[int], *, steps: int = 20,
   """
   if rounds < 1:
     raise ValueError(f'rounds={rounds} must be >= 1')
-  results = {'environment': environment(command), 'flops_note': FLOPS_NOTE, 'cases': [],
-             'time_to_accuracy': []}
+  results = {'environment': provenance.environment(command), 'flops_note': FLOPS_NOTE,
+             'cases': [], 'time_to_accuracy': []}
   for case, batch_size in itertools.product(cases, batch_sizes):
     settings = dict(steps=steps, repeats=repeats, warmup_steps=warmup_steps, data=data)
     measured = []
@@ -358,7 +333,7 @@ def run(cases: Sequence[Case], batch_sizes: Sequence[int], *, steps: int = 20,
                          f'{case.source}')
       results['time_to_accuracy'].append(time_to_accuracy(case, target_accuracy, log))
   if out:
-    write_results(out, results, format_results(results))
+    provenance.write_results(out, results, format_results(results))
   return results
 
 
@@ -383,18 +358,6 @@ def _median_of_rounds(measured: list[tuple[dict, dict | None]]) -> tuple[dict, d
          **({f'reference_{m}_images_per_sec': f[f'{m}_images_per_sec'] for m in modes}
             if f is not None else {})} for r, f in measured]
   return record, ref
-
-
-def write_results(out: str, results: dict, markdown: str) -> None:
-  """Writes ``results.json`` (the records) and ``results.md`` (their table) into ``out``.
-
-  Shared by the benchmark, the reproduction and the DNN-vs-CNN study.
-  """
-  os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, RESULTS_JSON), 'w') as f:
-    json.dump(results, f, indent=2)
-  with open(os.path.join(out, RESULTS_MD), 'w') as f:
-    f.write(markdown)
 
 
 def _si(value: float, unit: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
 import os
 import runpy
@@ -99,6 +100,47 @@ def unknown_override_error(config, key: str) -> str | None:
   hint = f' Did you mean: {", ".join(close)}?' if close else ''
   return (f'unknown config field {key!r}.{hint} Fields at that level: '
           f'{", ".join(sorted(siblings)) or "(none)"}')
+
+
+def parse_literal(text: str):
+  """A Python literal (``10``, ``0.5``, ``True``, ``(1, 2)``), else the text itself.
+
+  A bare word is a string, as ``config_flags`` reads it.
+  """
+  try:
+    return ast.literal_eval(text)
+  except (SyntaxError, ValueError):
+    return text
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict
+                    ) -> ml_collections.ConfigDict:
+  """A copy of ``config`` with dotted-key overrides (``{'model.dropout_rate': 0.3}``).
+
+  The one override parser of train, sweep and reproduce: each field keeps its type
+  (an int becomes a float for a float field; a list a tuple).
+
+  Args:
+    config: the base config (not modified).
+    overrides: dotted field -> value.
+
+  Returns:
+    The new ConfigDict.
+
+  Raises:
+    ValueError: for a field the config does not have (naming the closest ones), or a
+      value the field's type cannot take.
+  """
+  config = ml_collections.ConfigDict(config.to_dict())
+  for key, value in overrides.items():
+    error = unknown_override_error(config, key)
+    if error:
+      raise ValueError(error)
+    try:
+      config.update_from_flattened_dict({key: value})
+    except TypeError as e:  # ml_collections keeps each field's type
+      raise ValueError(f'{key}={value!r}: {e}') from None
+  return config
 
 
 def check_overrides(argv: list[str], flag: str, default_spec: str) -> None:

@@ -14,7 +14,7 @@ Two parts:
   whole models' counts are listed too: the CNN's dense layer on flattened features
   grows with the input as well, which only a global pooling head would avoid.
 * :func:`compare`: both models trained on the same data (Fashion-MNIST) with ``n``
-  seeds each (:func:`cnn_jax.reproduce.train_seeds`), reported with parameters,
+  seeds each (:func:`cnn_jax.train.replicas.train_seeds`), reported with parameters,
   forward FLOPs per example, test accuracy mean ± std and wall time.
 
 :func:`run` writes ``results.json``, ``results.md`` and two figures
@@ -29,18 +29,15 @@ from typing import Sequence
 
 import numpy as np
 
-from cnn_jax import benchmark, config_utils, reproduce
+from cnn_jax import config_utils, provenance
+from cnn_jax.train import replicas
 from cnn_jax.data import catalog
 from cnn_jax.summary import Row, Summary, summarize
-from cnn_jax.train.loop import build_model
+from cnn_jax.train.trainer import build_model
 from cnn_jax.viz.common import Plot, new_figure
 
-MLP_CONFIG = 'experiments/configs/mlp_fashion_mnist.py'
-CNN_CONFIG = 'experiments/configs/dnn_vs_cnn_cnn.py'
-CONFIGS = {'mlp': MLP_CONFIG, 'cnn': CNN_CONFIG}
 INPUT_SIZES = (28, 32, 64, 128, 224, 256)
 CHANNELS = (1, 3)
-DEFAULT_OUT = 'experiments/results/dnn_vs_cnn'
 DEFAULT_WORKDIR = 'runs/dnn_vs_cnn'
 GROWTH_FIGURE = 'params_vs_input_size.png'
 ACCURACY_FIGURE = 'accuracy_vs_params.png'
@@ -59,7 +56,7 @@ def first_layer(summary: Summary) -> Row:
   raise ValueError(f'{summary.model} has no layer with parameters')
 
 
-def growth_table(mlp_config: str = MLP_CONFIG, cnn_config: str = CNN_CONFIG,
+def growth_table(mlp_config: str, cnn_config: str,
                  sizes: Sequence[int] = INPUT_SIZES, channels: Sequence[int] = CHANNELS
                  ) -> list[dict]:
   """First-layer and total parameters of the MLP and the CNN per square input size.
@@ -88,8 +85,8 @@ def growth_table(mlp_config: str = MLP_CONFIG, cnn_config: str = CNN_CONFIG,
   return table
 
 
-def compare(configs: dict[str, str] = CONFIGS, seeds: int = 3,
-            workdir: str = DEFAULT_WORKDIR, runner: reproduce.Runner | None = None,
+def compare(configs: dict[str, str], seeds: int = 3,
+            workdir: str = DEFAULT_WORKDIR, runner: replicas.Runner | None = None,
             log=print) -> list[dict]:
   """Trains each config with ``seeds`` seeds on its data and measures it.
 
@@ -97,7 +94,7 @@ def compare(configs: dict[str, str] = CONFIGS, seeds: int = 3,
     configs: label -> config file; every config should read the same dataset splits.
     seeds: seeds ``0 .. seeds - 1``.
     workdir: parent of the per-label run directories (finished ones are read back).
-    runner: see :func:`cnn_jax.reproduce.train_seeds`.
+    runner: see :func:`cnn_jax.train.replicas.train_seeds`.
     log: progress lines.
 
   Returns:
@@ -109,15 +106,15 @@ def compare(configs: dict[str, str] = CONFIGS, seeds: int = 3,
   for label, spec in configs.items():
     config = config_utils.load_config(spec)
     summary = summarize(build_model(config), catalog.model_input_shape(config.dataset))
-    replicas, resumed = reproduce.train_seeds(config, os.path.join(workdir, label),
+    summaries, resumed = replicas.train_seeds(config, os.path.join(workdir, label),
                                               range(seeds), runner, log)
-    accuracies = [r['test_accuracy'] for r in replicas]
-    mean, std = reproduce.mean_std(accuracies)
+    accuracies = [r['test_accuracy'] for r in summaries]
+    mean, std = provenance.mean_std(accuracies)
     records.append({'label': label, 'config': spec, 'model': config.model.name,
                     'dataset': config.dataset.name, 'params': summary.params,
                     'flops': summary.flops, 'test_accuracies': accuracies, 'mean': mean,
                     'std': std, 'epochs': config.num_epochs,
-                    'wall_s': max(r['wall_s'] for r in replicas), 'resumed': resumed})
+                    'wall_s': max(r['wall_s'] for r in summaries), 'resumed': resumed})
   return records
 
 
@@ -181,19 +178,19 @@ def accuracy_vs_params(records: list[dict]) -> Plot:
   return Plot(fig, data)
 
 
-def run(seeds: int = 3, train: bool = True, workdir: str = DEFAULT_WORKDIR,
-        out: str | None = DEFAULT_OUT, configs: dict[str, str] = CONFIGS,
-        command: str = '', runner: reproduce.Runner | None = None, log=print) -> dict:
+def run(configs: dict[str, str], seeds: int = 3, train: bool = True,
+        workdir: str = DEFAULT_WORKDIR, out: str | None = None, command: str = '',
+        runner: replicas.Runner | None = None, log=print) -> dict:
   """The growth table and (``train``) the trained comparison; writes them to ``out``.
 
   Args:
+    configs: ``{'mlp': file, 'cnn': file}``, the models of both parts.
     seeds: seeds per model.
     train: also train the models (minutes); False gives the table alone (seconds).
     workdir: parent of the run directories.
     out: folder for the results and figures (created); None writes nothing.
-    configs: ``{'mlp': file, 'cnn': file}``, the models of both parts.
     command: the command line, recorded in the results.
-    runner: see :func:`cnn_jax.reproduce.train_seeds`.
+    runner: see :func:`cnn_jax.train.replicas.train_seeds`.
     log: progress lines.
 
   Returns:
@@ -207,14 +204,14 @@ def run(seeds: int = 3, train: bool = True, workdir: str = DEFAULT_WORKDIR,
     config = config_utils.load_config(spec)
     first[label] = first_layer(summarize(build_model(config),
                                          catalog.model_input_shape(config.dataset)))
-  results = {'environment': benchmark.environment(command), 'configs': dict(configs),
+  results = {'environment': provenance.environment(command), 'configs': dict(configs),
              'first_layers': {k: {'name': r.name, 'kind': r.kind, 'params': r.params,
                                   'output_shape': list(r.output_shape)}
                               for k, r in first.items()},
              'growth': growth,
              'trained': compare(configs, seeds, workdir, runner, log) if train else []}
   if out:
-    benchmark.write_results(out, results, format_results(results))
+    provenance.write_results(out, results, format_results(results))
     params_vs_input_size(growth).figure.savefig(os.path.join(out, GROWTH_FIGURE), dpi=100)
     if results['trained']:
       accuracy_vs_params(results['trained']).figure.savefig(
@@ -229,7 +226,7 @@ def format_results(results: dict) -> str:
   lines = [
       '# DNN vs CNN: parameters, FLOPs and accuracy', '',
       f'`{env["command"]}`', '',
-      f'{env["date"]}; {reproduce.hardware(env)}; jax {env["jax"]}, flax {env["flax"]}; '
+      f'{env["date"]}; {provenance.hardware(env)}; jax {env["jax"]}, flax {env["flax"]}; '
       f'git {env["git_commit"]}. Models: `{results["configs"]["mlp"]}` (MLP) and '
       f'`{results["configs"]["cnn"]}` (CNN).', '',
       '## First-layer parameters against input size', '',
@@ -261,5 +258,5 @@ def format_results(results: dict) -> str:
       std = '' if r['std'] is None else f' ± {100 * r["std"]:.2f}'
       lines.append(f'| {r["label"]} ({r["model"]}) | `{r["config"]}` | {r["params"]:,} | '
                    f'{r["flops"]:,} | {100 * r["mean"]:.2f}%{std} ({n}) | {r["epochs"]} | '
-                   f'{reproduce.duration(r["wall_s"])} |')
+                   f'{provenance.duration(r["wall_s"])} |')
   return '\n'.join(lines) + '\n'

@@ -21,22 +21,17 @@ rarely; where the source states a floor ("at least 91%") the tolerance is 0.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import json
 import os
-import statistics
-from typing import Callable, Sequence
+from typing import Sequence
 
 import ml_collections
 
-from cnn_jax import benchmark, config_utils
+from cnn_jax import config_utils, provenance
 from cnn_jax import data as data_lib
 from cnn_jax.data import tfds_data
-from cnn_jax.train.replicas import train_replicas
+from cnn_jax.train import replicas
 
-CONFIG_DIR = 'experiments/configs'
-DEFAULT_OUT = 'experiments/results/reproduce'
 DEFAULT_WORKDIR = 'runs/reproduce'
 
 # rule -> (how the table states it, the test on (ours, published, tolerance)).
@@ -58,7 +53,8 @@ class Reference:
 
   Attributes:
     name: short name, used by ``--only`` and as the workdir's folder name.
-    config: the config file (``experiments/configs/reproduce_NAME.py``).
+    config: the config file's name, ``reproduce_NAME.py``, in the configs folder the
+      caller passes (``experiments/configs``).
     dataset: the dataset's TFDS name.
     published: the published test accuracy, as a fraction.
     tolerance: how far below (``at_least``) or from (``within``) it ours may be.
@@ -92,8 +88,8 @@ class Reference:
 
 def _reference(name: str, dataset: str, published: float, tolerance: float, rule: str,
                source: str, url: str, note: str = '') -> Reference:
-  return Reference(name, f'{CONFIG_DIR}/reproduce_{name}.py', dataset, published, tolerance,
-                   rule, source, url, note)
+  return Reference(name, f'reproduce_{name}.py', dataset, published, tolerance, rule,
+                   source, url, note)
 
 
 REFERENCES = (
@@ -148,20 +144,13 @@ def select(only: Sequence[str] = ()) -> list[Reference]:
   return [r for r in REFERENCES if not only or r.name in only]
 
 
-def _parse_value(text: str):
-  """A Python literal (``10``, ``0.5``, ``True``, ``(1, 2)``), else the text itself."""
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text
-
-
-def reference_config(ref: Reference, overrides: Sequence[str] = ()
+def reference_config(ref: Reference, config_dir: str, overrides: Sequence[str] = ()
                      ) -> ml_collections.ConfigDict:
   """A reference's config with the command line's overrides applied.
 
   Args:
     ref: the reference.
+    config_dir: the folder holding the reference configs.
     overrides: ``'KEY=VALUE'`` (every reference) or ``'NAME:KEY=VALUE'`` (reference
       NAME only), KEY a dotted config field (``num_epochs``, ``dataset.data_dir``).
 
@@ -172,7 +161,8 @@ def reference_config(ref: Reference, overrides: Sequence[str] = ()
     ValueError: for a malformed override, an unknown reference name, or a field the
       config does not have (naming the closest ones).
   """
-  config = config_utils.load_config(ref.config)
+  path = os.path.join(config_dir, ref.config)
+  config = config_utils.load_config(path)
   for override in overrides:
     # Only the value may hold a ':' (a path), so split at the '=' first.
     field, eq, value = override.partition('=')
@@ -184,13 +174,11 @@ def reference_config(ref: Reference, overrides: Sequence[str] = ()
                        f'{", ".join(names())}')
     if target and target != ref.name:
       continue
-    error = config_utils.unknown_override_error(config, key)
-    if error:
-      raise ValueError(f'override {override!r}: {error} (config file: {ref.config})')
     try:
-      config.update_from_flattened_dict({key: _parse_value(value)})
-    except TypeError as e:  # ml_collections keeps each field's type
-      raise ValueError(f'override {override!r}: {e}') from e
+      config = config_utils.apply_overrides(config,
+                                            {key: config_utils.parse_literal(value)})
+    except ValueError as e:
+      raise ValueError(f'override {override!r}: {e} (config file: {path})') from None
   return config
 
 
@@ -209,89 +197,15 @@ def missing_data(config) -> str | None:
 
 # runner(config, workdir, variants, log=log) -> one summary per variant, as
 # cnn_jax.train.replicas.train_replicas.
-Runner = Callable[..., list]
-
-
-def _json(value):
-  """``value`` as it reads back from JSON (tuples become lists)."""
-  return json.loads(json.dumps(value))
-
-
-def finished_replicas(workdir: str, config, seeds: Sequence[int]) -> list[dict] | None:
-  """The per-seed summaries of a finished run of ``config`` in ``workdir``, if there is one.
-
-  Args:
-    workdir: the reference's run directory.
-    config: the config it must have been trained with.
-    seeds: the seeds it must hold, in order.
-
-  Returns:
-    The ``replicas`` of ``workdir/summary.json``, or None if the run has not finished.
-
-  Raises:
-    ValueError: if the workdir holds a finished run of another config or other seeds
-      (reporting it would mislabel the numbers; training over it would mix runs).
-  """
-  summary_path = os.path.join(workdir, 'summary.json')
-  if not os.path.exists(summary_path):
-    return None
-  with open(os.path.join(workdir, 'config.json')) as f:
-    saved = json.load(f)['config']
-  if saved != _json(config.to_dict()):
-    raise ValueError(f'{workdir} holds a finished run of a different config; use another '
-                     f'--workdir (or drop the --override that changed it)')
-  with open(summary_path) as f:
-    replicas = json.load(f)['replicas']
-  found = [r['variant'].get('seed') for r in replicas]
-  if found != list(seeds):
-    raise ValueError(f'{workdir} holds a finished run of seeds {found}, not '
-                     f'{list(seeds)}; use another --workdir or --seeds {len(found)}')
-  return replicas
-
-
-def train_seeds(config, workdir: str, seeds: Sequence[int], runner: Runner | None = None,
-                log=print) -> tuple[list[dict], bool]:
-  """Trains ``config`` once per seed in ``workdir``, or reads back a finished run.
-
-  Args:
-    config: the experiment config.
-    workdir: run directory (resumed if it holds an unfinished run).
-    seeds: one replica per seed.
-    runner: ``runner(config, workdir, variants, log=log) -> summaries``; default
-      :func:`cnn_jax.train.replicas.train_replicas`. Tests pass a fake.
-    log: progress lines.
-
-  Returns:
-    ``(summaries, resumed)``: one summary per seed (``test_accuracy``, ``wall_s``,
-    ``num_params``, ``variant``, ...) and whether they were read back.
-  """
-  replicas = finished_replicas(workdir, config, seeds)
-  if replicas is not None:
-    return replicas, True
-  runner = runner or train_replicas
-  return runner(config, workdir, [{'seed': s} for s in seeds], log=log), False
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-  """Mean and sample standard deviation (n - 1; None for a single value)."""
-  return (statistics.fmean(values),
-          statistics.stdev(values) if len(values) > 1 else None)
-
-
-def hardware(env: dict) -> str:
-  """``'AMD EPYC, 2 cores'`` on CPU, else the accelerator kind and count."""
-  if env['platform'] == 'cpu':
-    return f'{env["cpu_model"]}, {env["cpu_count"]} cores'
-  return f'{len(env["devices"])} x {env["device_kind"]}'
-
-
-def run(references: Sequence[Reference], seeds: int = 3, workdir: str = DEFAULT_WORKDIR,
-        out: str | None = DEFAULT_OUT, overrides: Sequence[str] = (), command: str = '',
-        not_run: Sequence[Reference] = (), runner: Runner | None = None, log=print) -> dict:
+def run(references: Sequence[Reference], config_dir: str, seeds: int = 3,
+        workdir: str = DEFAULT_WORKDIR, out: str | None = None,
+        overrides: Sequence[str] = (), command: str = '', not_run: Sequence[Reference] = (),
+        runner: replicas.Runner | None = None, log=print) -> dict:
   """Reproduces each reference with ``seeds`` seeds; writes the results to ``out``.
 
   Args:
     references: from :func:`select`.
+    config_dir: the folder holding the reference configs (``experiments/configs``).
     seeds: seeds ``0 .. seeds - 1`` per reference.
     workdir: parent of the per-reference run directories.
     out: folder for ``results.json`` and ``results.md`` (created); None writes nothing.
@@ -299,7 +213,7 @@ def run(references: Sequence[Reference], seeds: int = 3, workdir: str = DEFAULT_
     command: the command line, recorded in the results.
     not_run: references left out of this run (``--only``), listed as not run so the
       table still shows every reference.
-    runner: see :func:`train_seeds`.
+    runner: see :func:`cnn_jax.train.replicas.train_seeds`.
     log: progress lines.
 
   Returns:
@@ -314,8 +228,8 @@ def run(references: Sequence[Reference], seeds: int = 3, workdir: str = DEFAULT_
   """
   if seeds < 1:
     raise ValueError(f'seeds={seeds}; need at least 1')
-  configs = [reference_config(ref, overrides) for ref in references]
-  env = benchmark.environment(command)
+  configs = [reference_config(ref, config_dir, overrides) for ref in references]
+  env = provenance.environment(command)
   records = []
   for ref, config in zip(references, configs):
     record = {**dataclasses.asdict(ref), 'rule_text': ref.rule_text(),
@@ -330,21 +244,21 @@ def run(references: Sequence[Reference], seeds: int = 3, workdir: str = DEFAULT_
       records.append(record)
       continue
     log(f'{ref.name}: {seeds} seed(s) of {ref.config} in {os.path.join(workdir, ref.name)}')
-    replicas, resumed = train_seeds(config, os.path.join(workdir, ref.name),
-                                    range(seeds), runner, log)
-    accuracies = [r['test_accuracy'] for r in replicas]
-    mean, std = mean_std(accuracies)
+    summaries, resumed = replicas.train_seeds(config, os.path.join(workdir, ref.name),
+                                              range(seeds), runner, log)
+    accuracies = [r['test_accuracy'] for r in summaries]
+    mean, std = provenance.mean_std(accuracies)
     record.update(status='pass' if ref.passes(mean) else 'fail', test_accuracies=accuracies,
-                  mean=mean, std=std, num_params=replicas[0]['num_params'],
+                  mean=mean, std=std, num_params=summaries[0]['num_params'],
                   epochs=config.num_epochs,
                   # The seeds train as one program: its wall time is every replica's.
-                  wall_s=max(r['wall_s'] for r in replicas), resumed=resumed,
-                  hardware=hardware(env))
+                  wall_s=max(r['wall_s'] for r in summaries), resumed=resumed,
+                  hardware=provenance.hardware(env))
     log(f'{ref.name}: {_ours(record)} against {100 * ref.published:.2f}% -> '
         f'{record["status"]}')
     records.append(record)
   for ref in not_run:
-    config = reference_config(ref, overrides)
+    config = reference_config(ref, config_dir, overrides)
     records.append({**dataclasses.asdict(ref), 'rule_text': ref.rule_text(),
                     'status': 'not run',
                     'setting': f'{config.model.name}, {config.num_epochs} epochs'})
@@ -353,18 +267,8 @@ def run(references: Sequence[Reference], seeds: int = 3, workdir: str = DEFAULT_
   results = {'environment': env, 'seeds': seeds, 'overrides': list(overrides),
              'references': records}
   if out:
-    benchmark.write_results(out, results, format_results(results))
+    provenance.write_results(out, results, format_results(results))
   return results
-
-
-def duration(seconds: float) -> str:
-  """``75.2`` -> ``'1 min 15 s'``; ``3725`` -> ``'1 h 2 min'``."""
-  s = round(seconds)
-  if s < 60:
-    return f'{s} s'
-  if s < 3600:
-    return f'{s // 60} min {s % 60} s'
-  return f'{s // 3600} h {s % 3600 // 60} min'
 
 
 def _ours(record: dict) -> str:
@@ -387,7 +291,7 @@ def format_results(results: dict) -> str:
   lines = [
       '# Reproduction of published results', '',
       f'`{env["command"]}`', '',
-      f'{env["date"]}; {hardware(env)}; devices {", ".join(env["devices"])}; '
+      f'{env["date"]}; {provenance.hardware(env)}; devices {", ".join(env["devices"])}; '
       f'jax {env["jax"]}, flax {env["flax"]}; git {env["git_commit"]}.', '',
       ' '.join(notes), '',
       '| setting | published (source) | ours: mean ± std (n) | tolerance | result '
@@ -407,5 +311,5 @@ def format_results(results: dict) -> str:
                    f'`{r["prepare_command"]}` | - | - |')
     else:
       lines.append(f'| {setting} | {published} | {_ours(r)} | {r["rule_text"]} | '
-                   f'{r["status"]} | {r["hardware"]} | {duration(r["wall_s"])} |')
+                   f'{r["status"]} | {r["hardware"]} | {provenance.duration(r["wall_s"])} |')
   return '\n'.join(lines) + '\n'

@@ -37,7 +37,6 @@ The workdir:
 
 from __future__ import annotations
 
-import ast
 import csv
 import functools
 import itertools
@@ -52,17 +51,18 @@ import numpy as np
 from absl import flags
 from ml_collections.config_flags import tuple_parser
 
-from cnn_jax import benchmark, config_utils
+from cnn_jax import config_utils, provenance
 from cnn_jax import summary as summary_lib
 from cnn_jax.data import catalog
 from cnn_jax.train import replicas
-from cnn_jax.train.loop import SUMMARY_FILE, flatten_config, build_model
+from cnn_jax.train.trainer import build_model
+from cnn_jax.train.workdir import SUMMARY_FILE
 from cnn_jax.train.metrics import METRICS_FILE
 from cnn_jax.viz import sweep_figures
 
 MANIFEST_FILE = 'sweep.json'
 RESULTS_CSV = 'results.csv'
-RESULTS_MD = 'results.md'
+RESULTS_MD = provenance.RESULTS_MD
 # The parts of the manifest that define a sweep; the command and environment may differ
 # between an interrupted run and its resumption.
 _IDENTITY = ('config', 'axes', 'seeds')
@@ -106,7 +106,7 @@ def _node(config: ml_collections.ConfigDict, key: str):
 def _apply(config: ml_collections.ConfigDict, settings: dict) -> ml_collections.ConfigDict:
   """A copy of ``config`` with ``settings`` applied, a type mismatch as a ValueError."""
   try:
-    return replicas.apply_overrides(config, settings)
+    return config_utils.apply_overrides(config, settings)
   except TypeError as e:
     raise ValueError(f'sweep value {settings}: {e}') from None
 
@@ -158,18 +158,11 @@ def parse_axis(text: str, config: ml_collections.ConfigDict) -> tuple[str, list]
       raise ValueError(f'--sweep {text!r}: empty value')
     try:
       # A field holding None or a list: a Python literal, as config_flags parses it.
-      parsed.append(parser.parse(value) if parser else _literal(value))
+      parsed.append(parser.parse(value) if parser else config_utils.parse_literal(value))
     except ValueError as e:
       raise ValueError(f'--sweep {key}: cannot parse {value!r} as {field_type.__name__} '
                        f'({e})') from None
   return key, parsed
-
-
-def _literal(text: str):
-  try:
-    return ast.literal_eval(text)
-  except (SyntaxError, ValueError):
-    return text  # a bare word is a string, as in config_flags
 
 
 def _check_key(config, key: str) -> None:
@@ -283,15 +276,6 @@ def model_cost(config: ml_collections.ConfigDict) -> tuple[int | None, int | Non
   return result.params, result.flops
 
 
-def _mean_std(values: list) -> tuple[float | None, float | None]:
-  """Mean and sample std (ddof=1); std None for one value, both None if any is None."""
-  if not values or any(v is None for v in values):
-    return None, None
-  values = np.asarray(values, np.float64)
-  std = float(values.std(ddof=1)) if len(values) > 1 else None
-  return float(values.mean()), std
-
-
 def aggregate(axes: dict[str, list], groups: Sequence[Group], summaries: dict[str, list],
               costs: dict[str, tuple]) -> list[dict]:
   """One row per setting of the grid: mean and std over its seeds.
@@ -333,7 +317,7 @@ def aggregate(axes: dict[str, list], groups: Sequence[Group], summaries: dict[st
                   r['train_accuracy'] - r['test_accuracy'] for r in cell['results']]
       else:
         values = [r.get(source) for r in cell['results']]
-      row[f'{metric}_mean'], row[f'{metric}_std'] = _mean_std(values)
+      row[f'{metric}_mean'], row[f'{metric}_std'] = provenance.mean_std(values)
     row['params'], row['flops'] = costs[group.name]
     rows.append(row)
   return rows
@@ -376,10 +360,6 @@ def format_table(rows: Sequence[dict], axes: dict) -> str:
   return '\n'.join(lines)
 
 
-def _jsonable(value):
-  return json.loads(json.dumps(value, default=str))
-
-
 def _check_manifest(workdir: str, manifest: dict) -> bool:
   """True if ``workdir`` holds this sweep already, False if it is new or empty.
 
@@ -394,19 +374,9 @@ def _check_manifest(workdir: str, manifest: dict) -> bool:
     return False
   with open(path) as f:
     saved = json.load(f)
-  diff = [k for k in _IDENTITY if saved.get(k) != _jsonable(manifest[k])]
-  if not diff:
-    return True
-  details = []
-  if 'config' in diff:
-    old, new = flatten_config(saved['config']), flatten_config(_jsonable(manifest['config']))
-    details += [f'config.{k}: {old.get(k)!r} -> {new.get(k)!r}'
-                for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)][:8]
-  details += [f'{k}: {saved.get(k)!r} -> {_jsonable(manifest[k])!r}' for k in diff
-              if k != 'config']
-  raise ValueError(f'{workdir} holds a different sweep ({"; ".join(details)}). Resuming '
-                   f'it would mix two experiments; use a new --workdir. Nothing was '
-                   f'changed.')
+  provenance.refuse_different_run(workdir, 'sweep', {k: saved.get(k) for k in _IDENTITY},
+                                  {k: manifest[k] for k in _IDENTITY})
+  return True
 
 
 def _finished(group_dir: str, group: Group) -> list[dict] | None:
@@ -524,7 +494,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, axes: dict[str, l
   manifest = {'config': base.to_dict(), 'axes': axes,
               'seeds': [base.seed + i for i in range(seeds)],
               'groups': [g._asdict() for g in groups], 'command': command,
-              'environment': benchmark.environment(command)}
+              'environment': provenance.environment(command)}
   main = jax.process_index() == 0
   if not _check_manifest(workdir, manifest) and main:
     os.makedirs(workdir, exist_ok=True)

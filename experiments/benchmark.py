@@ -19,10 +19,13 @@ from absl import app, flags
 
 from cnn_jax import benchmark
 from experiments import cli
+from experiments.configs import default
+
+_DEFAULT_CONFIG = os.path.join(cli.CONFIG_DIR, 'fashion_mnist_cnn.py')
 
 _CONFIG = flags.DEFINE_multi_string(
     'config', [], 'Experiment config file(s); repeat the flag or give a comma list. '
-    f'Default (without --model): {benchmark.DEFAULT_CONFIG}.')
+    f'Default (without --model): {_DEFAULT_CONFIG}.')
 _MODEL = flags.DEFINE_list('model', [], 'Bare registered model name(s).')
 _INPUT_SHAPE = flags.DEFINE_multi_string('input_shape', ['28,28,1'],
                                          'One input\'s shape for --model, e.g. 32,32,3; '
@@ -56,11 +59,11 @@ def main(argv):
   cli.start(argv)
   specs = [s for value in _CONFIG.value for s in value.split(',') if s]
   if not specs and not _MODEL.value:
-    specs = [benchmark.DEFAULT_CONFIG]
+    specs = [_DEFAULT_CONFIG]
   try:
     shapes = [tuple(int(n) for n in s.split(',')) for s in _INPUT_SHAPE.value]
     cases = ([benchmark.config_case(s) for s in specs] +
-             [benchmark.model_case(m, shape, _NUM_CLASSES.value)
+             [benchmark.model_case(default.get_config(), m, shape, _NUM_CLASSES.value)
               for m in _MODEL.value for shape in shapes])
     if _STEPS_PER_CALL.value is not None:
       for case in cases:

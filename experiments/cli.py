@@ -2,6 +2,7 @@
 logging, the ``--config`` flag, the command line recorded beside results, and the
 optional PyTorch reference."""
 
+import os
 import shlex
 import sys
 
@@ -9,6 +10,12 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from cnn_jax import config_utils
+
+
+# The reference configs, found from this package so any working directory works;
+# relative, so results record 'experiments/configs/...' when run from the repo root.
+CONFIG_DIR = os.path.relpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                          'configs'))
 
 
 def define_config(default: str, help_string: str, *, is_main: bool):

@@ -17,11 +17,13 @@ from experiments import cli
 
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per model (0 .. N-1).')
 _TRAIN = flags.DEFINE_bool('train', True, 'Train both models (else the table alone).')
-_MLP = flags.DEFINE_string('mlp_config', dnn_vs_cnn.MLP_CONFIG, 'The dense model.')
-_CNN = flags.DEFINE_string('cnn_config', dnn_vs_cnn.CNN_CONFIG, 'The convolutional model.')
+_MLP = flags.DEFINE_string('mlp_config', os.path.join(cli.CONFIG_DIR, 'mlp_fashion_mnist.py'),
+                           'The dense model.')
+_CNN = flags.DEFINE_string('cnn_config', os.path.join(cli.CONFIG_DIR, 'dnn_vs_cnn_cnn.py'),
+                           'The convolutional model.')
 _WORKDIR = flags.DEFINE_string('workdir', dnn_vs_cnn.DEFAULT_WORKDIR,
                                'Parent of the run directories (mlp/, cnn/).')
-_OUT = flags.DEFINE_string('out', dnn_vs_cnn.DEFAULT_OUT,
+_OUT = flags.DEFINE_string('out', 'experiments/results/dnn_vs_cnn',
                            'Folder for results.json, results.md and the figures.')
 
 
@@ -29,8 +31,8 @@ def main(argv):
   cli.start(argv)
   try:
     results = dnn_vs_cnn.run(
-        seeds=_SEEDS.value, train=_TRAIN.value, workdir=_WORKDIR.value, out=_OUT.value,
-        configs={'mlp': _MLP.value, 'cnn': _CNN.value},
+        {'mlp': _MLP.value, 'cnn': _CNN.value}, seeds=_SEEDS.value, train=_TRAIN.value,
+        workdir=_WORKDIR.value, out=_OUT.value,
         command=cli.command_line('experiments.dnn_vs_cnn'))
   except ValueError as e:
     raise SystemExit(f'error: {e}') from e

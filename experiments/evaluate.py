@@ -8,7 +8,7 @@ import json
 
 from absl import app, flags
 
-from cnn_jax.train.loop import evaluate_checkpoint
+from cnn_jax.train.workdir import evaluate_checkpoint
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory.', required=True)

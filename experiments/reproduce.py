@@ -25,7 +25,7 @@ _ONLY = flags.DEFINE_multi_string(
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per reference (0 .. N-1).')
 _WORKDIR = flags.DEFINE_string('workdir', reproduce.DEFAULT_WORKDIR,
                                'Parent of the per-reference run directories.')
-_OUT = flags.DEFINE_string('out', reproduce.DEFAULT_OUT,
+_OUT = flags.DEFINE_string('out', 'experiments/results/reproduce',
                            'Folder for results.json and results.md.')
 _OVERRIDE = flags.DEFINE_multi_string(
     'override', [], 'KEY=VALUE for every selected reference\'s config, or '
@@ -38,7 +38,7 @@ def main(argv):
   try:
     references = reproduce.select([n for v in _ONLY.value for n in v.split(',') if n])
     results = reproduce.run(
-        references, seeds=_SEEDS.value, workdir=_WORKDIR.value, out=_OUT.value,
+        references, cli.CONFIG_DIR, seeds=_SEEDS.value, workdir=_WORKDIR.value, out=_OUT.value,
         overrides=_OVERRIDE.value,
         not_run=[r for r in reproduce.REFERENCES if r not in references],
         command=cli.command_line('experiments.reproduce'))

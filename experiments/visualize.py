@@ -16,7 +16,7 @@ from absl import app, flags
 
 from cnn_jax import data as data_lib
 from cnn_jax import viz
-from cnn_jax.train.loop import SUMMARY_FILE
+from cnn_jax.train.workdir import SUMMARY_FILE
 from cnn_jax.viz.page import TrainedRun
 from experiments import cli
 from experiments.configs import fashion_mnist_cnn

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from cnn_jax import benchmark
+from cnn_jax import benchmark, provenance
+from experiments.configs import default
 
 TINY_CONFIG = os.path.join(os.path.dirname(__file__), 'configs', 'tiny.py')
 # tests/configs/tiny.py's simple CNN on 28x28x1, per example (multiply-add = 2, + bias):
@@ -53,9 +54,9 @@ def test_record_has_the_documented_fields_with_sane_values(results):
 
 def test_results_files_are_written_and_parse(results):
   out, res = results
-  with open(os.path.join(out, benchmark.RESULTS_JSON)) as f:
+  with open(os.path.join(out, provenance.RESULTS_JSON)) as f:
     assert json.load(f) == json.loads(json.dumps(res))
-  with open(os.path.join(out, benchmark.RESULTS_MD)) as f:
+  with open(os.path.join(out, provenance.RESULTS_MD)) as f:
     lines = f.read().splitlines()
   header = next(i for i, line in enumerate(lines) if line.startswith('| case |'))
   columns = [c.strip() for c in lines[header].strip('|').split('|')]
@@ -67,7 +68,7 @@ def test_results_files_are_written_and_parse(results):
 
 def test_bad_names_give_clear_errors(tmp_path):
   with pytest.raises(ValueError, match=r"unknown model 'simple_cn'.*did you mean simple_cnn"):
-    benchmark.model_case('simple_cn', (28, 28, 1))
+    benchmark.model_case(default.get_config(), 'simple_cn', (28, 28, 1))
   with pytest.raises(ValueError, match='config file .*no_such.py.* not found'):
     benchmark.config_case(str(tmp_path / 'no_such.py'))
   bad = tmp_path / 'bad_model.py'

@@ -8,6 +8,11 @@ from fake_runs import write_replicas_workdir
 from cnn_jax import config_utils, dnn_vs_cnn
 
 QUIET = dict(log=lambda *_: None)
+_CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           'experiments', 'configs')
+MLP_CONFIG = os.path.join(_CONFIG_DIR, 'mlp_fashion_mnist.py')
+CNN_CONFIG = os.path.join(_CONFIG_DIR, 'dnn_vs_cnn_cnn.py')
+CONFIGS = {'mlp': MLP_CONFIG, 'cnn': CNN_CONFIG}
 
 
 def _fields(spec):
@@ -15,8 +20,8 @@ def _fields(spec):
 
 
 def test_growth_table_equals_the_closed_forms():
-  table = dnn_vs_cnn.growth_table()
-  mlp, cnn = _fields(dnn_vs_cnn.MLP_CONFIG), _fields(dnn_vs_cnn.CNN_CONFIG)
+  table = dnn_vs_cnn.growth_table(MLP_CONFIG, CNN_CONFIG)
+  mlp, cnn = _fields(MLP_CONFIG), _fields(CNN_CONFIG)
   h, f, k = mlp.hidden[0], cnn.features[0], cnn.kernel_size
   assert (h, f, k) == (256, 32, 3)
   assert [(r['size'], r['channels']) for r in table] == [
@@ -38,7 +43,7 @@ def test_growth_table_equals_the_closed_forms():
 
 
 def test_first_layer_skips_parameterless_layers():
-  table = dnn_vs_cnn.growth_table(sizes=(28,), channels=(1,))
+  table = dnn_vs_cnn.growth_table(MLP_CONFIG, CNN_CONFIG, sizes=(28,), channels=(1,))
   plot = dnn_vs_cnn.params_vs_input_size(table)
   assert list(plot.data['sizes']) == [28]
   assert list(plot.data['dense'][1]) == [200_960]  # dense0, not the input dropout
@@ -63,7 +68,7 @@ class FakeRunner:
 def test_trained_comparison_reports_params_flops_and_accuracy(tmp_path):
   runner = FakeRunner()
   out = tmp_path / 'out'
-  results = dnn_vs_cnn.run(seeds=2, workdir=str(tmp_path / 'runs'), out=str(out),
+  results = dnn_vs_cnn.run(CONFIGS, seeds=2, workdir=str(tmp_path / 'runs'), out=str(out),
                            command='python -m experiments.dnn_vs_cnn --test', runner=runner,
                            **QUIET)
   mlp, cnn = results['trained']
@@ -86,5 +91,6 @@ def test_trained_comparison_reports_params_flops_and_accuracy(tmp_path):
   plot = dnn_vs_cnn.accuracy_vs_params(results['trained'])
   assert list(plot.data['params']) == [235_146, 235_969]
   # Finished runs are read back, not trained again.
-  dnn_vs_cnn.run(seeds=2, workdir=str(tmp_path / 'runs'), out=None, runner=runner, **QUIET)
+  dnn_vs_cnn.run(CONFIGS, seeds=2, workdir=str(tmp_path / 'runs'), out=None, runner=runner,
+                 **QUIET)
   assert len(runner.calls) == 2

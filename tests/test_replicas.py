@@ -9,8 +9,10 @@ from configs.tiny import get_config as tiny_config
 from idx_files import prepare_toy_tfds
 
 from cnn_jax.train import checkpoint
-from cnn_jax.train.loop import (Trainer, apply_overrides, evaluate_checkpoint,
-                                train_and_evaluate)
+from cnn_jax.config_utils import apply_overrides
+from cnn_jax.train.loop import train_and_evaluate
+from cnn_jax.train.trainer import Trainer
+from cnn_jax.train.workdir import evaluate_checkpoint
 from cnn_jax.train.replicas import is_vmappable, train_replicas
 
 QUIET = dict(log=lambda *_: None)
@@ -99,7 +101,7 @@ def test_replicas_reject_shape_changing_and_unknown_keys(toy_dir, tmp_path):
   config = _config(toy_dir)
   with pytest.raises(ValueError, match='cannot differ between vmapped replicas'):
     train_replicas(config, str(tmp_path / 'a'), [{'model.strides': 2}], **QUIET)
-  with pytest.raises(ValueError, match='unknown config key'):
+  with pytest.raises(ValueError, match="unknown config field 'model.input_dropout_rate'"):
     train_replicas(config, str(tmp_path / 'b'), [{'model.input_dropout_rate': 0.1}], **QUIET)
   with pytest.raises(ValueError, match='at least one replica'):
     Trainer(config, variants=[])

@@ -1,7 +1,6 @@
 """The reproduction harness: references, skipping, pass/fail, the table, resume, a tiny run."""
 
 import json
-import math
 import os
 
 import pytest
@@ -11,9 +10,11 @@ from idx_files import prepare_toy_tfds
 from cnn_jax import config_utils, reproduce
 from cnn_jax.data import catalog
 from cnn_jax.summary import summarize
-from cnn_jax.train.loop import build_model
+from cnn_jax.train.trainer import build_model
 
 TINY_CONFIG = os.path.join(os.path.dirname(__file__), 'configs', 'tiny.py')
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       'experiments', 'configs')
 QUIET = dict(log=lambda *_: None)
 
 # The published numbers as issue #6 states them.
@@ -71,14 +72,14 @@ def test_references_state_the_issues_numbers_and_sources():
   for ref in reproduce.REFERENCES:
     assert ref.rule in reproduce.RULES
     assert 0 <= ref.tolerance < 0.05 and ref.source and ref.url.startswith('http')
-    assert ref.config == f'experiments/configs/reproduce_{ref.name}.py'
+    assert ref.config == f'reproduce_{ref.name}.py'
   greydanus = [r for r in reproduce.REFERENCES if r.name.startswith('mnist1d')]
   assert all('arXiv:2011.14439' in r.source for r in greydanus)
 
 
 @pytest.mark.parametrize('ref', reproduce.REFERENCES, ids=reproduce.names())
 def test_every_config_loads_and_builds_its_model_on_its_dataset(ref):
-  config = config_utils.load_config(ref.config)
+  config = config_utils.load_config(os.path.join(CONFIGS, ref.config))
   assert config.dataset.name == ref.dataset
   shape = catalog.model_input_shape(config.dataset)  # raises for an unsupported dataset
   assert summarize(build_model(config), shape).params == PARAMS[ref.name]
@@ -104,25 +105,26 @@ def test_select_and_overrides_give_clear_errors():
   with pytest.raises(ValueError, match='unknown reference.*mnist1d_gru.*mnist1d_cnn'):
     reproduce.select(['mnist1d_gru'])
   ref = reproduce.select(['mnist1d_mlp'])[0]
-  config = reproduce.reference_config(ref, ['num_epochs=2', 'mnist1d_mlp:model.hidden=(7,)',
-                                            'mnist1d_cnn:num_epochs=9',
-                                            'dataset.data_dir=/x:y'])
+  config = reproduce.reference_config(ref, CONFIGS, ['num_epochs=2',
+                                                     'mnist1d_mlp:model.hidden=(7,)',
+                                                     'mnist1d_cnn:num_epochs=9',
+                                                     'dataset.data_dir=/x:y'])
   assert (config.num_epochs, config.model.hidden, config.dataset.data_dir) == (2, (7,), '/x:y')
   with pytest.raises(ValueError, match="unknown config field 'num_epoch'.*num_epochs"):
-    reproduce.reference_config(ref, ['num_epoch=2'])
+    reproduce.reference_config(ref, CONFIGS, ['num_epoch=2'])
   with pytest.raises(ValueError, match='names no reference'):
-    reproduce.reference_config(ref, ['mnist1d_gru:num_epochs=2'])
+    reproduce.reference_config(ref, CONFIGS, ['mnist1d_gru:num_epochs=2'])
   with pytest.raises(ValueError, match=r"'num_epochs=2.5'.*float.*int"):
-    reproduce.reference_config(ref, ['num_epochs=2.5'])
+    reproduce.reference_config(ref, CONFIGS, ['num_epochs=2.5'])
   with pytest.raises(ValueError, match=r'not \[NAME:\]KEY=VALUE'):
-    reproduce.reference_config(ref, ['num_epochs'])
+    reproduce.reference_config(ref, CONFIGS, ['num_epochs'])
 
 
 def test_missing_dataset_is_skipped_with_reason_and_prepare_command(tmp_path):
   """Also: a reference left out by --only still has its row, marked not run."""
   runner = FakeRunner([])
   refs = reproduce.select(['mnist_lenet5', 'cifar10_resnet20'])
-  results = reproduce.run(refs, workdir=str(tmp_path / 'runs'), out=str(tmp_path / 'out'),
+  results = reproduce.run(refs, CONFIGS, workdir=str(tmp_path / 'runs'), out=str(tmp_path / 'out'),
                           overrides=[f'dataset.data_dir={tmp_path / "empty"}'],
                           not_run=reproduce.select(['mnist1d_cnn']), runner=runner, **QUIET)
   assert runner.calls == []
@@ -151,11 +153,11 @@ def test_table_from_fake_summaries(toy_dir, tmp_path):
   refs = [_toy_reference('toy_pass', 0.94, 0.015, 'at_least'),
           _toy_reference('toy_fail', 0.68, 0.03, 'within')]
   runner = FakeRunner([0.93, 0.94, 0.95])
-  results = reproduce.run(refs[:1], workdir=str(tmp_path), out=None,
+  results = reproduce.run(refs[:1], CONFIGS, workdir=str(tmp_path), out=None,
                           overrides=[f'dataset.data_dir={toy_dir}'], runner=runner, **QUIET)
   runner = FakeRunner([0.60, 0.62, 0.64])
   results['references'] += reproduce.run(
-      refs[1:], workdir=str(tmp_path), out=None, overrides=[f'dataset.data_dir={toy_dir}'],
+      refs[1:], CONFIGS, workdir=str(tmp_path), out=None, overrides=[f'dataset.data_dir={toy_dir}'],
       runner=runner, **QUIET)['references']
   good, bad = results['references']
   # mean 0.94, sample std sqrt((0.01^2 + 0 + 0.01^2) / 2) = 0.01; likewise 0.62 and 0.02.
@@ -172,23 +174,15 @@ def test_table_from_fake_summaries(toy_dir, tmp_path):
   assert 'cores' in rows['toy_pass'][5] or ' x ' in rows['toy_pass'][5]
 
 
-def test_mean_std_and_duration():
-  assert reproduce.mean_std([0.5]) == (0.5, None)
-  mean, std = reproduce.mean_std([0.1, 0.2, 0.6])
-  assert mean == pytest.approx(0.3) and std == pytest.approx(math.sqrt(0.07))
-  assert [reproduce.duration(s) for s in (4.4, 75.2, 3725)] == ['4 s', '1 min 15 s',
-                                                                '1 h 2 min']
-
-
 def test_finished_reference_is_read_back_not_rerun(toy_dir, tmp_path):
   refs = [_toy_reference('toy_resume', 0.5, 0.1, 'at_least')]
   overrides = [f'dataset.data_dir={toy_dir}']
   runner = FakeRunner([0.7, 0.8])
-  first = reproduce.run(refs, seeds=2, workdir=str(tmp_path), out=None, overrides=overrides,
+  first = reproduce.run(refs, CONFIGS, seeds=2, workdir=str(tmp_path), out=None, overrides=overrides,
                         runner=runner, **QUIET)
   assert len(runner.calls) == 1
   assert runner.calls[0] == (str(tmp_path / 'toy_resume'), [{'seed': 0}, {'seed': 1}])
-  again = reproduce.run(refs, seeds=2, workdir=str(tmp_path), out=None, overrides=overrides,
+  again = reproduce.run(refs, CONFIGS, seeds=2, workdir=str(tmp_path), out=None, overrides=overrides,
                         runner=runner, **QUIET)
   assert len(runner.calls) == 1  # not trained again
   (before,), (after,) = first['references'], again['references']
@@ -198,10 +192,10 @@ def test_finished_reference_is_read_back_not_rerun(toy_dir, tmp_path):
          'toy_resume.' in reproduce.format_results(again)
   # A finished workdir of other seeds or another config is an error, not a silent reuse.
   with pytest.raises(ValueError, match=r'seeds \[0, 1\], not \[0, 1, 2\]'):
-    reproduce.run(refs, seeds=3, workdir=str(tmp_path), out=None, overrides=overrides,
+    reproduce.run(refs, CONFIGS, seeds=3, workdir=str(tmp_path), out=None, overrides=overrides,
                   runner=runner, **QUIET)
   with pytest.raises(ValueError, match='different config'):
-    reproduce.run(refs, seeds=2, workdir=str(tmp_path), out=None,
+    reproduce.run(refs, CONFIGS, seeds=2, workdir=str(tmp_path), out=None,
                   overrides=overrides + ['num_epochs=1'], runner=runner, **QUIET)
   assert len(runner.calls) == 1
 
@@ -209,7 +203,7 @@ def test_finished_reference_is_read_back_not_rerun(toy_dir, tmp_path):
 def test_tiny_reference_end_to_end(toy_dir, tmp_path):
   ref = _toy_reference('toy_e2e', 0.1, 0.0, 'at_least')
   out = tmp_path / 'out'
-  results = reproduce.run([ref], seeds=2, workdir=str(tmp_path / 'runs'), out=str(out),
+  results = reproduce.run([ref], CONFIGS, seeds=2, workdir=str(tmp_path / 'runs'), out=str(out),
                           overrides=[f'dataset.data_dir={toy_dir}', 'num_epochs=2'],
                           command='python -m experiments.reproduce --test', **QUIET)
   (record,) = results['references']

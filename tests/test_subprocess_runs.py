@@ -44,12 +44,9 @@ def _final_params(workdir):
   """The final parameters of a workdir, read back through the library's own restore."""
   code = f'''
 import numpy as np, jax
-from cnn_jax.train import checkpoint
-from cnn_jax.train.loop import Trainer, load_workdir_config, _meta
-trainer = Trainer(load_workdir_config({workdir!r}))
-mngr = checkpoint.manager({workdir!r} + '/checkpoints', read_only=True)
-step, items = checkpoint.restore(mngr, {{'state': trainer.abstract_state(), 'meta': _meta()}})
-leaves = jax.tree_util.tree_flatten_with_path(items['state'].params)[0]
+from cnn_jax.train.workdir import restore
+_, _, state = restore({workdir!r})
+leaves = jax.tree_util.tree_flatten_with_path(state.params)[0]
 np.savez({workdir!r} + '/final.npz', **{{jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves}})
 '''
   subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=_env(), check=True,

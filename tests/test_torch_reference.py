@@ -21,9 +21,10 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
-from cnn_jax import benchmark, config_utils, models, ops  # noqa: E402
+from cnn_jax import benchmark, config_utils, models, ops, provenance  # noqa: E402
 from cnn_jax.train import optim, steps  # noqa: E402
 from experiments import torch_reference  # noqa: E402
+from experiments.configs import default  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_CONFIG = os.path.join(ROOT, 'tests', 'configs', 'tiny.py')
@@ -147,7 +148,7 @@ def test_channels_last_gives_the_same_logits(name, fields, shape):
 ], ids=['simple_cnn-sgd', 'simple_cnn-adam', 'lenet5-adamw', 'simple_cnn-bn-adam',
        'resnet-sgd'])
 def test_train_steps_match_ours(name, fields, shape, optimizer):
-  config = config_utils.load_config(benchmark.DEFAULT_CONFIG)
+  config = default.get_config()
   config.model = ml_collections.ConfigDict({'name': name, **fields})
   config.optimizer.update(schedule='constant', learning_rate=1e-2, **optimizer)
   config.label_smoothing = 0.1
@@ -191,12 +192,12 @@ def test_what_is_not_mirrored_is_refused():
     torch_reference.build('mlp', (28, 28, 1), activation='swish')
   with pytest.raises(ValueError, match=r'crop_padding=4, dataset\.augment\.flip=True'):
     torch_reference.check_case(benchmark.config_case(_config('resnet20_cifar10.py')))
-  case = benchmark.model_case('simple_cnn', (28, 28, 1))
+  case = benchmark.model_case(default.get_config(), 'simple_cnn', (28, 28, 1))
   case.config.ema_decay = 0.999
   with pytest.raises(ValueError, match='does not mirror ema_decay=0.999'):
     torch_reference.check_case(case)
   with pytest.raises(ValueError, match='channels_last needs 2-D images'):
-    torch_reference.benchmark_case(benchmark.model_case('cnn1d', (40, 1)), 8,
+    torch_reference.benchmark_case(benchmark.model_case(default.get_config(), 'cnn1d', (40, 1)), 8,
                                    channels_last=True)
 
 
@@ -207,7 +208,7 @@ def test_benchmark_script_times_torch_beside_ours(tmp_path):
                   '--batch_sizes=8', '--steps=2', '--repeats=2', '--warmup_steps=1',
                   '--torch', f'--out={out}'], cwd=ROOT, env=env, check=True,
                  capture_output=True)
-  with open(out / benchmark.RESULTS_JSON) as f:
+  with open(out / provenance.RESULTS_JSON) as f:
     (record,) = json.load(f)['cases']
   ref = record['reference']
   assert ref['framework'] == 'torch' and ref['version'] == torch.__version__
@@ -219,7 +220,7 @@ def test_benchmark_script_times_torch_beside_ours(tmp_path):
         8 * 2 / np.median(ref[f'{mode}_window_s']))
     assert record[f'{mode}_ratio'] == pytest.approx(
         record[f'{mode}_images_per_sec'] / ref[f'{mode}_images_per_sec'])
-  lines = (out / benchmark.RESULTS_MD).read_text().splitlines()
+  lines = (out / provenance.RESULTS_MD).read_text().splitlines()
   header = next(i for i, line in enumerate(lines) if line.startswith('| case |'))
   columns = [c.strip() for c in lines[header].strip('|').split('|')]
   row = dict(zip(columns, (c.strip() for c in lines[header + 2].strip('|').split('|'))))

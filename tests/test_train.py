@@ -17,7 +17,9 @@ from idx_files import prepare_toy_tfds
 from cnn_jax import config_utils, models
 from cnn_jax.models.simple_cnn import SimpleCNN
 from cnn_jax.train import checkpoint, optim
-from cnn_jax.train.loop import Trainer, evaluate_checkpoint, train_and_evaluate
+from cnn_jax.train.loop import train_and_evaluate
+from cnn_jax.train.trainer import Trainer
+from cnn_jax.train.workdir import evaluate_checkpoint
 from cnn_jax.train.steps import (NO_BAD_STEP, create_train_state, cross_entropy, eval_step,
                                  train_step)
 

@@ -22,10 +22,73 @@ Workdir layout::
 
 from __future__ import annotations
 
-from cnn_jax.train.loop import apply_overrides, is_vmappable, replica_dir, train_and_evaluate
+from typing import Callable, Sequence
 
-__all__ = ['apply_overrides', 'is_vmappable', 'replica_dir', 'train_replicas']
+from cnn_jax import config_utils, provenance
 
+# A function that trains one group of replicas: runner(config, workdir, variants,
+# log=log) -> [summary, ...]; train_replicas by default, a fake in tests.
+Runner = Callable[..., list]
+
+
+def is_vmappable(key: str) -> bool:
+  """Whether a dotted config key can differ between the replicas of one program.
+
+  Seeds and dropout rates are values inside the compiled program (keys and a traced
+  rate), so replicas can differ in them. Anything that changes an array's shape
+  (stride, kernel size, widths, depth, batch size) or the program's structure needs
+  its own compiled program.
+
+  Args:
+    key: a dotted config key, e.g. ``'model.dropout_rate'``.
+
+  Returns:
+    True for ``'seed'`` and for ``model.*dropout_rate`` fields.
+  """
+  return key == 'seed' or (key.startswith('model.') and key.count('.') == 1 and
+                           key.endswith('dropout_rate'))
+
+
+def check_variants(config, variants) -> list[dict] | None:
+  """Checks the replicas' variants and completes each to the same keys.
+
+  Args:
+    config: the base config.
+    variants: None (one run), or one dict of dotted vmappable keys per replica.
+
+  Returns:
+    None, or one dict per replica holding every key any variant sets (a missing key
+    takes the base config's value).
+
+  Raises:
+    ValueError: for no variants, a key that cannot be vmapped, or one the config does
+      not have.
+  """
+  if variants is None:
+    return None
+  if not variants:
+    raise ValueError('variants is empty: give at least one replica')
+  keys = sorted({k for v in variants for k in v})
+  bad = [k for k in keys if not is_vmappable(k)]
+  if bad:
+    raise ValueError(f'{bad} cannot differ between vmapped replicas: only seed and '
+                     f'model.*dropout_rate can (they are values inside one program); a '
+                     f'field that changes shapes needs its own run')
+  for key in keys:
+    error = config_utils.unknown_override_error(config, key)
+    if error:
+      raise ValueError(error)
+  return [{k: v.get(k, config[k] if k == 'seed' else config.model[k.split('.')[1]])
+           for k in keys} for v in variants]
+
+
+def replica_dir(index: int) -> str:
+  """The folder, inside a workdir of vmapped replicas, of replica ``index``'s files."""
+  return f'replica_{index:02d}'
+
+
+# The runners below import the loop when called: the loop's trainer builds on the
+# variant checks above, so this module cannot import it first.
 
 def train_replicas(config, workdir: str, variants, log=print, mesh=None) -> list:
   """Trains one copy of ``config`` per variant, all in one vmapped program.
@@ -49,4 +112,55 @@ def train_replicas(config, workdir: str, variants, log=print, mesh=None) -> list
     ValueError: for a key that cannot be vmapped or is not in the config, or a workdir
       holding a different run.
   """
+  from cnn_jax.train.loop import train_and_evaluate
   return train_and_evaluate(config, workdir, log=log, mesh=mesh, variants=list(variants))
+
+
+def finished_replicas(workdir: str, config, seeds: Sequence[int]) -> list[dict] | None:
+  """The per-seed summaries of a finished run of ``config`` in ``workdir``, if there is one.
+
+  Args:
+    workdir: the run directory.
+    config: the config it must have been trained with.
+    seeds: the seeds it must hold, in order.
+
+  Returns:
+    The ``replicas`` of ``workdir/summary.json``, or None if the run has not finished.
+
+  Raises:
+    ValueError: if the workdir holds a finished run of another config or other seeds
+      (reporting it would mislabel the numbers; training over it would mix runs).
+  """
+  from cnn_jax.train import workdir as workdir_lib
+  summaries = workdir_lib.read_summary(workdir, len(seeds))
+  if summaries is None:
+    return None
+  saved = workdir_lib.read_record(workdir)['config']
+  provenance.refuse_different_run(workdir, 'config', saved, config.to_dict())
+  found = [r['variant'].get('seed') for r in summaries]
+  if found != list(seeds):
+    raise ValueError(f'{workdir} holds a finished run of seeds {found}, not '
+                     f'{list(seeds)}; use another --workdir or --seeds {len(found)}')
+  return summaries
+
+
+def train_seeds(config, workdir: str, seeds: Sequence[int], runner: Runner | None = None,
+                log=print) -> tuple[list[dict], bool]:
+  """Trains ``config`` once per seed in ``workdir``, or reads back a finished run.
+
+  Args:
+    config: the experiment config.
+    workdir: run directory (resumed if it holds an unfinished run).
+    seeds: one replica per seed.
+    runner: see :data:`Runner`; default :func:`train_replicas`.
+    log: progress lines.
+
+  Returns:
+    ``(summaries, resumed)``: one summary per seed (``test_accuracy``, ``wall_s``,
+    ``num_params``, ``variant``, ...) and whether they were read back.
+  """
+  summaries = finished_replicas(workdir, config, seeds)
+  if summaries is not None:
+    return summaries, True
+  runner = runner or train_replicas
+  return runner(config, workdir, [{'seed': s} for s in seeds], log=log), False

@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 from cnn_jax import layers, summary
-from cnn_jax.train.loop import restore_workdir
+from cnn_jax.train.workdir import restore as restore_workdir
 from cnn_jax.viz.common import Plot, new_figure, show_image, write_numbers
 
 _MAPPED = (layers.Conv, layers.MaxPool, layers.AvgPool)

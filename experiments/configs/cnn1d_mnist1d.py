@@ -8,12 +8,12 @@ strides: ``--config.model.strides=1 --config.model.pool=max``.
 
 import ml_collections
 
-from experiments.configs import fashion_mnist_cnn
+from experiments.configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
   """Returns the configuration."""
-  config = fashion_mnist_cnn.get_config()
+  config = default.get_config()
   config.dataset.name = 'mnist1d'
   config.dataset.prepare_from_dir = ''
 

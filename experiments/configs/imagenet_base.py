@@ -8,12 +8,12 @@ archives for ``imagenet2012``.
 
 import ml_collections
 
-from experiments.configs import fashion_mnist_cnn
+from experiments.configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
   """Returns the ImageNet settings; the architecture configs set ``model`` and ``optimizer``."""
-  config = fashion_mnist_cnn.get_config()
+  config = default.get_config()
   config.dataset.name = 'imagenet2012'
   config.dataset.prepare_from_dir = ''
   config.dataset.test_split = 'validation'

@@ -8,12 +8,12 @@ paper's scaled tanh); both have 61,706 parameters.
 
 import ml_collections
 
-from experiments.configs import fashion_mnist_cnn
+from experiments.configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
   """Returns the configuration."""
-  config = fashion_mnist_cnn.get_config()
+  config = default.get_config()
   config.model = ml_collections.ConfigDict(dict(
       name='lenet5',
       num_classes=10,

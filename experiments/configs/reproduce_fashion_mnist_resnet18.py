@@ -20,12 +20,12 @@ three times as long). Run it on an accelerator, or shorten it and say so:
 
 import ml_collections
 
-from experiments.configs import fashion_mnist_cnn
+from experiments.configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
   """Returns the configuration."""
-  config = fashion_mnist_cnn.get_config()
+  config = default.get_config()
   config.dataset.augment.normalize = True
   config.dataset.augment.flip = True
   config.dataset.augment.crop_padding = 2

@@ -10,12 +10,12 @@ Deeper variants: ``--config.model.name=resnet56`` (or 32, 44, 110).
 
 import ml_collections
 
-from experiments.configs import fashion_mnist_cnn
+from experiments.configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
   """Returns the configuration."""
-  config = fashion_mnist_cnn.get_config()
+  config = default.get_config()
   config.dataset.name = 'cifar10'
   config.dataset.prepare_from_dir = ''
   config.dataset.augment.crop_padding = 4

@@ -5,12 +5,12 @@
 The data dir holds the toy of ``tests/idx_files.py`` prepared as ``fashion_mnist``.
 """
 
-from experiments.configs import fashion_mnist_cnn
+from experiments.configs import default
 
 
 def get_config(data_dir: str = ''):
   """The default config shrunk: a small CNN, 3 short epochs, frequent checkpoints."""
-  config = fashion_mnist_cnn.get_config()
+  config = default.get_config()
   config.dataset.data_dir = data_dir
   config.dataset.prepare_from_dir = ''  # never fall back to the real dataset
   config.dataset.train_split = 'train[:75%]'  # 384 examples: 12 steps of 32

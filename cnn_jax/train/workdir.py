@@ -1,0 +1,219 @@
+"""The workdir contract: what a run leaves on disk, how it is read back and re-checked.
+
+A single run's workdir::
+
+  workdir/config.json      {'config', 'environment'[, 'variants']}: written once
+  workdir/metrics.jsonl    one JSON record per event (train / eval / test)
+  workdir/summary.json     the final results (``{'replicas': [...]}`` with replicas)
+  workdir/checkpoints/     orbax steps: {'state': TrainState, 'meta': bookkeeping}
+  workdir/replica_NN/      with vmapped replicas: each one's metrics and summary
+
+A workdir is only ever resumed by the same run: :func:`check_same_run` refuses a
+different config or set of replicas before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+import numpy as np
+
+from cnn_jax import provenance
+from cnn_jax.train import checkpoint, replicas
+from cnn_jax.train.trainer import Trainer
+
+CONFIG_FILE = 'config.json'
+SUMMARY_FILE = 'summary.json'
+CHECKPOINT_DIR = 'checkpoints'
+
+
+def check_same_run(workdir: str, config, variants=None) -> None:
+  """Refuses to resume a workdir written by a different config or replica set.
+
+  Args:
+    workdir: the run directory (a missing ``config.json`` means a new run).
+    config: the run's ConfigDict.
+    variants: the checked variants (:func:`cnn_jax.train.replicas.check_variants`).
+
+  Raises:
+    ValueError: naming the fields that differ; nothing is changed.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  saved = read_record(workdir)
+  provenance.refuse_different_run(
+      workdir, 'config',
+      {'config': saved['config'], 'variants': saved.get('variants')},
+      {'config': config.to_dict(), 'variants': variants})
+
+
+def write_config(workdir: str, config, variants=None) -> None:
+  """Writes ``config.json`` (config, variants, environment) unless it exists.
+
+  Written only once the workdir is known to be usable, and never rewritten: a failed
+  resume must not change what the workdir says about its run.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  if os.path.exists(path):
+    return
+  record = {'config': config.to_dict(), 'environment': provenance.environment()}
+  if variants is not None:
+    record['variants'] = variants
+  with open(path, 'w') as f:
+    json.dump(record, f, indent=2, default=str)
+
+
+def read_record(workdir: str) -> dict:
+  """The parsed ``config.json`` of a workdir (its config, variants and environment).
+
+  Raises:
+    FileNotFoundError: if there is none.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path} not found: {workdir} is not a training workdir')
+  with open(path) as f:
+    return json.load(f)
+
+
+def _config_from_record(record: dict) -> ml_collections.ConfigDict:
+  def tuples(value):
+    if isinstance(value, dict):
+      return {k: tuples(v) for k, v in value.items()}
+    return tuple(tuples(v) for v in value) if isinstance(value, list) else value
+
+  return ml_collections.ConfigDict(tuples(record['config']))
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a workdir was trained with (JSON lists turned back into tuples).
+
+  Raises:
+    FileNotFoundError: if the workdir has no ``config.json``.
+  """
+  return _config_from_record(read_record(workdir))
+
+
+def replica_dirs(workdir: str, num_replicas: int | None) -> list[str]:
+  """Where each replica's metrics and summary go: the workdir itself for one run."""
+  if num_replicas is None:
+    return [workdir]
+  return [os.path.join(workdir, replicas.replica_dir(i)) for i in range(num_replicas)]
+
+
+def read_summary(workdir: str, num_replicas: int | None):
+  """A finished run's summary (the list of per-replica ones with replicas), or None."""
+  path = os.path.join(workdir, SUMMARY_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    saved = json.load(f)
+  return saved if num_replicas is None else saved['replicas']
+
+
+def write_summaries(workdir: str, summaries: list[dict], num_replicas: int | None) -> None:
+  """Writes ``summary.json`` (and each replica's own with replicas)."""
+  if num_replicas is None:
+    result = summaries[0]
+  else:
+    result = {'replicas': summaries}
+    for directory, summary in zip(replica_dirs(workdir, num_replicas), summaries):
+      with open(os.path.join(directory, SUMMARY_FILE), 'w') as f:
+        json.dump(summary, f, indent=2)
+  with open(os.path.join(workdir, SUMMARY_FILE), 'w') as f:
+    json.dump(result, f, indent=2)
+
+
+def checkpoint_meta(num_replicas: int | None = None, best_eval_accuracy=-1.0,
+                    best_eval_step=-1, elapsed_s: float = 0.0, epoch_sums=None,
+                    epoch_steps: int = 0) -> dict:
+  """Run bookkeeping saved beside the state, so a resumed run reports like an unbroken one.
+
+  ``epoch_sums`` are the running (loss, accuracy) sums of the current epoch, kept in
+  float32 on both sides so a resumed epoch mean is bitwise the uninterrupted one. With
+  K replicas the best-eval and epoch fields get a leading (K,) axis.
+  """
+  lead = () if num_replicas is None else (num_replicas,)
+  sums = np.zeros(lead + (2,)) if epoch_sums is None else epoch_sums
+  return {'best_eval_accuracy': np.broadcast_to(best_eval_accuracy, lead).astype(np.float32),
+          'best_eval_step': np.broadcast_to(best_eval_step, lead).astype(np.int32),
+          'elapsed_s': np.array(elapsed_s, np.float32),
+          'epoch_sums': np.asarray(sums, np.float32),
+          'epoch_steps': np.array(epoch_steps, np.int32)}
+
+
+def checkpoint_target(trainer: Trainer) -> dict:
+  """The abstract ``{'state', 'meta'}`` tree a checkpoint of this run restores into."""
+  return {'state': trainer.abstract_state(), 'meta': checkpoint_meta(trainer.num_replicas)}
+
+
+def restore(workdir: str, which: str = 'latest'):
+  """Restores a saved train state of a workdir, read-only.
+
+  Args:
+    workdir: a run directory written by ``loop.train_and_evaluate``.
+    which: ``'latest'``, ``'best'`` (by eval accuracy) or a step number.
+
+  Returns:
+    ``(trainer, step, state)``: the run's :class:`Trainer` (model, data, steps), the
+    restored step and its train state.
+
+  Raises:
+    FileNotFoundError: if the directory is not a workdir or there is no such checkpoint.
+    checkpoint.CheckpointError: if it cannot be restored.
+  """
+  record = read_record(workdir)
+  config, variants = _config_from_record(record), record.get('variants')
+  directory = os.path.join(workdir, CHECKPOINT_DIR)
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f'{workdir} has no {CHECKPOINT_DIR}/ folder: train it first '
+                            f'with python -m experiments.train --workdir {workdir}')
+  if variants is not None and which == 'best':
+    raise ValueError(f'{workdir} holds {len(variants)} vmapped replicas, each with its own '
+                     f'best step (see replica_*/summary.json); name a step instead of best')
+  trainer = Trainer(config, variants=variants)
+  mngr = checkpoint.manager(directory, read_only=True)
+  target = checkpoint_target(trainer)
+  step = None if which in ('latest', 'best') else int(which)
+  if step is not None and step not in mngr.all_steps():
+    raise FileNotFoundError(f'no checkpoint at step {step} in {workdir}; saved steps: '
+                            f'{sorted(mngr.all_steps())}')
+  step, items = checkpoint.restore(mngr, target, step)
+  if step is None:
+    raise FileNotFoundError(f'no checkpoint in {directory}: train the workdir first (or '
+                            f'let a run finish its first save)')
+  if which == 'best':
+    best_step = int(items['meta']['best_eval_step'])
+    if best_step < 0:
+      raise FileNotFoundError(f'{workdir} has no evaluated checkpoint (no eval split)')
+    step, items = checkpoint.restore(mngr, target, best_step)
+  mngr.close()
+  return trainer, step, items['state']
+
+
+def evaluate_checkpoint(workdir: str, which: str = 'latest', split: str = 'test') -> dict:
+  """Evaluates a saved checkpoint of a workdir (read-only: nothing is written).
+
+  Args:
+    workdir: a run directory.
+    which: ``'latest'``, ``'best'`` (by eval accuracy) or a step number.
+    split: ``'test'`` or ``'eval'``.
+
+  Returns:
+    ``{'step', 'split', 'loss', 'accuracy'[, 'top5_accuracy']}`` (lists, one value per
+    replica, for a workdir of vmapped replicas).
+
+  Raises:
+    FileNotFoundError: if there is no such checkpoint.
+    ValueError: for ``split='eval'`` on a run without an eval split.
+    checkpoint.CheckpointError: if it cannot be restored.
+  """
+  trainer, step, state = restore(workdir, which)
+  if split == 'eval' and not trainer.has_eval:
+    raise ValueError(f'the run in {workdir} has no eval split')
+  result = trainer.evaluate(state, split)
+  return {'step': step, 'split': split,
+          **{k: np.asarray(v).tolist() for k, v in result.items()}}

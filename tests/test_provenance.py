@@ -1,0 +1,37 @@
+"""Provenance and results helpers shared by train and the studies."""
+
+import math
+
+import pytest
+
+from cnn_jax import provenance
+
+
+def test_mean_std_and_duration():
+  assert provenance.mean_std([0.5]) == (0.5, None)
+  mean, std = provenance.mean_std([0.1, 0.2, 0.6])
+  assert mean == pytest.approx(0.3) and std == pytest.approx(math.sqrt(0.07))
+  assert provenance.mean_std([]) == (None, None)
+  assert provenance.mean_std([0.1, None]) == (None, None)
+  assert [provenance.duration(s) for s in (4.4, 75.2, 3725)] == ['4 s', '1 min 15 s',
+                                                                 '1 h 2 min']
+
+
+def test_refuse_different_run_names_the_fields():
+  saved = {'config': {'seed': 0, 'model': {'features': [8, 16]}}, 'variants': None}
+  # Tuples read back from JSON as lists: the same run.
+  provenance.refuse_different_run('w', 'config', saved,
+                                  {'config': {'seed': 0, 'model': {'features': (8, 16)}},
+                                   'variants': None})
+  with pytest.raises(ValueError, match=r"w holds a different config \(config.model.features: "
+                                       r"\[8, 16\] -> \[8, 32\]; variants: None -> "
+                                       r"\[\{'seed': 1\}\]\).*Nothing was changed"):
+    provenance.refuse_different_run(
+        'w', 'config', saved, {'config': {'seed': 0, 'model': {'features': (8, 32)}},
+                               'variants': [{'seed': 1}]})
+
+
+def test_write_results(tmp_path):
+  provenance.write_results(str(tmp_path / 'out'), {'a': 1}, '# table\n')
+  assert (tmp_path / 'out' / 'results.json').read_text().strip() == '{\n  "a": 1\n}'
+  assert (tmp_path / 'out' / 'results.md').read_text() == '# table\n'
