@@ -136,7 +136,10 @@ def test_checkpoint_of_another_architecture_or_corrupt_gives_clear_error(toy_dir
   os.remove(os.path.join(workdir, 'config.json'))  # bypass the config check on purpose
   config.model.features = (16,)
   before = _tree_digest(os.path.join(workdir, 'checkpoints'))
-  with pytest.raises(checkpoint.CheckpointError, match='(?s)step 12.*Nothing was deleted'):
+  with pytest.raises(checkpoint.CheckpointError,
+                     match=r'(?s)step 12.*different model or config.*kernel is '
+                           r'float32\[3, 3, 1, 8\], this run needs float32\[3, 3, 1, 16\]'
+                           r'.*Nothing was deleted'):
     train_and_evaluate(config, workdir, **QUIET)
   assert _tree_digest(os.path.join(workdir, 'checkpoints')) == before
 
@@ -387,3 +390,61 @@ def test_metrics_writer_truncates_on_resume_and_writes_tensorboard(tmp_path):
                                                                          (20, 'train')]
   assert any(name.startswith('events.out.tfevents')
              for name in os.listdir(tmp_path / 'tensorboard'))
+
+
+def test_tensorboard_receives_numpy_float32_metrics(tmp_path):
+  """The loop logs numpy float32 values: each must reach the event files, read back."""
+  from tensorboard.backend.event_processing import event_accumulator
+  from tensorboard.util import tensor_util
+
+  from cnn_jax.train.metrics import MetricsWriter
+  writer = MetricsWriter(str(tmp_path), tensorboard=True)
+  writer.write(5, 'train', loss=np.float32(0.25), accuracy=np.float32(0.75),
+               learning_rate=1e-3, images_per_sec=100.0, epoch=0.5)
+  writer.close()
+  events = event_accumulator.EventAccumulator(str(tmp_path / 'tensorboard'),
+                                              size_guidance={'tensors': 0})
+  events.Reload()
+  tags = set(events.Tags()['tensors'])
+  assert tags == {'train/loss', 'train/accuracy', 'train/learning_rate',
+                  'train/images_per_sec'}
+  loss = events.Tensors('train/loss')
+  assert [e.step for e in loss] == [5]
+  assert float(tensor_util.make_ndarray(loss[0].tensor_proto)) == 0.25
+
+
+def test_restore_refuses_other_dtypes_and_names_instead_of_casting(tmp_path):
+  """Orbax would cast float32 to int32 silently; the restore names the array instead."""
+  mngr = checkpoint.manager(str(tmp_path / 'checkpoints'))
+  checkpoint.save(mngr, 3, {'w': jnp.ones((2, 3)), 'b': jnp.zeros((3,))})
+  as_int = {'w': jax.ShapeDtypeStruct((2, 3), jnp.int32),
+            'b': jax.ShapeDtypeStruct((3,), jnp.float32)}
+  with pytest.raises(checkpoint.CheckpointError,
+                     match=r'step 3.*different model or config \(w is float32\[2, 3\], '
+                           r'this run needs int32\[2, 3\]\)'):
+    checkpoint.restore(mngr, as_int)
+  renamed = {'v': as_int['b'], 'b': as_int['b']}
+  with pytest.raises(checkpoint.CheckpointError,
+                     match=r'1 array\(s\) missing, e.g. v; 1 unexpected array\(s\), e.g. w'):
+    checkpoint.restore(mngr, renamed)
+  step, items = checkpoint.restore(mngr, {'w': jax.ShapeDtypeStruct((2, 3), jnp.float32),
+                                          'b': as_int['b']})
+  assert step == 3 and np.array_equal(items['w'], np.ones((2, 3)))
+  mngr.close()
+
+
+def test_compile_twice_and_top5_from_the_logits_width(toy_dir):
+  """compile() may be called again; top-5 appears for > 10 classes without a config field."""
+  config = tiny_config(toy_dir)
+  trainer = Trainer(config)
+  state = trainer.init_state()
+  trainer.compile(state)
+  _, batches = trainer.compile(state, start_step=4)
+  state, metrics = trainer.train_step(state, next(batches))
+  assert int(state.step) == 1 and int(metrics['count']) == 1
+  assert 'top5_accuracy' not in trainer.evaluate(state, 'test')  # 10 classes: always 100%
+  logits = jnp.array([[0., 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]] * 2)
+  state = state.replace(apply_fn=lambda *a, **k: logits)
+  batch = {'image': jnp.zeros((2, 1)), 'label': jnp.array([7, 6]), 'mask': jnp.ones(2)}
+  # Class 7 is among the five largest logits (7..11), class 6 is not.
+  assert float(eval_step(state, batch)['correct_top5']) == 1.0

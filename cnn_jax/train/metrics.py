@@ -77,8 +77,11 @@ class MetricsWriter:
       with open(self.path, 'a') as f:
         f.write(json.dumps(record) + '\n')
       if self._tb is not None:
-        for k, v in values.items():
-          if isinstance(v, (int, float)) and math.isfinite(v) and k not in ('epoch',):
+        # The record's values, already plain floats: numpy scalars (float32 metrics)
+        # are not Python floats and would be skipped.
+        for k, v in record.items():
+          if (k not in ('step', 'split', 'epoch') and isinstance(v, (int, float))
+              and not isinstance(v, bool) and math.isfinite(v)):
             self._tb.scalar(f'{split}/{k}', v, step)
     return record
 
