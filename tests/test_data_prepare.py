@@ -4,6 +4,7 @@ Source files are written here from their format definitions (IDX, CIFAR python a
 binary); the real Debian Fashion-MNIST is prepared once per module where installed.
 """
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -11,6 +12,7 @@ import io
 import os
 import pickle
 import tarfile
+import zipfile
 
 import numpy as np
 import pytest
@@ -93,6 +95,84 @@ def test_decoded_cache_is_used_and_a_broken_one_is_rebuilt(tiny_mnist, tmp_path)
   assert set(as_multiset(*got)) <= set(as_multiset(*arrays['train']))
   with np.load(cache) as rebuilt:  # rewritten from the decoded examples
     np.testing.assert_array_equal(rebuilt['inputs'], want[0])
+
+
+def npy_bytes(array=None, header_shape=None):
+  """A .npy file: ``array`` in full, or only a uint8 header declaring ``header_shape``."""
+  f = io.BytesIO()
+  if array is not None:
+    np.lib.format.write_array(f, array)
+  else:
+    np.lib.format.write_array_header_1_0(
+        f, {'descr': '|u1', 'fortran_order': False, 'shape': header_shape})
+  return f.getvalue()
+
+
+@pytest.mark.parametrize('tamper', ['shape', 'count', 'dtype', 'labels', 'huge_header'])
+def test_decoded_cache_that_does_not_fit_the_split_is_rebuilt(tiny_mnist, tamper, caplog):
+  builder = tfds_data.builder('mnist', tiny_mnist[1])
+  want = tfds_data.read_split(builder, 'train[:5]')
+  cache = os.path.join(builder.data_dir, tfds_data.DECODED_DIR, 'train__5_.npz')
+  x, y = want
+  bad = {'shape': (x[:, :27], y), 'count': (x[:4], y[:4]),
+         'dtype': (x.astype(np.float32), y), 'labels': (x, np.full_like(y, 12345))}
+  if tamper == 'huge_header':  # 784 TB declared: must be refused before it is allocated
+    with zipfile.ZipFile(cache, 'w') as archive:
+      archive.writestr('inputs.npy', npy_bytes(header_shape=(10**12, 28, 28, 1)))
+      archive.writestr('labels.npy', npy_bytes(y))
+  else:
+    np.savez(cache, inputs=bad[tamper][0], labels=bad[tamper][1])
+  got = tfds_data.read_split(builder, 'train[:5]')
+  for g, w in zip(got, want):
+    assert g.dtype == w.dtype
+    np.testing.assert_array_equal(g, w)
+  assert 'ignoring the decoded cache' in caplog.text
+  with np.load(cache) as rebuilt:
+    np.testing.assert_array_equal(rebuilt['inputs'], x)
+    np.testing.assert_array_equal(rebuilt['labels'], y)
+
+
+def test_decoded_cache_is_written_through_an_unpredictable_temporary_file(tiny_mnist,
+                                                                          tmp_path):
+  builder = tfds_data.builder('mnist', tiny_mnist[1])
+  cache_dir = os.path.join(builder.data_dir, tfds_data.DECODED_DIR)
+  os.makedirs(cache_dir, exist_ok=True)
+  # Someone who can guess the temporary name plants a link to a file of the user's.
+  victim = tmp_path / 'victim.txt'
+  victim.write_text('precious')
+  guessed = os.path.join(cache_dir, f'train_2_5_.npz.{os.getpid()}.tmp.npz')
+  os.symlink(victim, guessed)
+  try:
+    inputs, labels = tfds_data.read_split(builder, 'train[2:5]')
+    assert victim.read_text() == 'precious'
+    cache = os.path.join(cache_dir, 'train_2_5_.npz')
+    assert not os.path.islink(cache)
+    # Readable by whoever can read the prepared data (mkstemp alone would make it 0600).
+    assert os.stat(cache).st_mode & 0o777 == os.stat(builder.data_dir).st_mode & 0o666
+    with np.load(cache) as stored:
+      np.testing.assert_array_equal(stored['inputs'], inputs)
+      np.testing.assert_array_equal(stored['labels'], labels)
+  finally:
+    if os.path.lexists(guessed):
+      os.unlink(guessed)
+
+
+def test_failed_cache_write_leaves_no_temporary_file(tiny_mnist, monkeypatch, caplog):
+  builder = tfds_data.builder('mnist', tiny_mnist[1])
+  cache_dir = os.path.join(builder.data_dir, tfds_data.DECODED_DIR)
+  os.makedirs(cache_dir, exist_ok=True)
+  before = set(os.listdir(cache_dir))
+
+  def disk_full(file, **arrays):  # writes a little, then the disk is full
+    with (open(file, 'wb') if isinstance(file, str) else contextlib.nullcontext(file)) as f:
+      f.write(b'PK partial')
+    raise OSError(28, 'No space left on device')
+
+  monkeypatch.setattr(np, 'savez', disk_full)
+  inputs, labels = tfds_data.read_split(builder, 'train[1:4]')
+  assert inputs.shape == (3, 28, 28, 1) and labels.shape == (3,)
+  assert 'No space left on device' in caplog.text
+  assert set(os.listdir(cache_dir)) == before
 
 
 def test_prepared_data_is_the_registered_tfds_dataset(tiny_mnist):
