@@ -1,6 +1,9 @@
 """IDX reading: tiny files written here, and the real Debian Fashion-MNIST when installed."""
 
+import gzip
 import os
+import struct
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -45,6 +48,45 @@ def test_bad_magic_and_rank(tmp_path):
   write_idx(path, np.zeros((2, 2), np.uint8))
   with pytest.raises(idx.IdxFormatError, match='declares 2 dimensions, expected 3'):
     idx.read_idx(str(path), expected_ndim=3)
+
+
+def test_dims_whose_product_overflows_int64_are_refused(tmp_path):
+  # 2**31 * 2**31 * 4 = 2**64: numpy's int64 product wraps to 0, which "matched" an empty
+  # payload. The true size is far beyond any limit and must be refused before reading.
+  path = tmp_path / 'x-idx3-ubyte'
+  path.write_bytes(struct.pack('>HBB3I', 0, 0x08, 3, 2**31, 2**31, 4))
+  with pytest.raises(idx.IdxFormatError, match=r'\(2147483648, 2147483648, 4\) '
+                     r'\(18446744073709551616 bytes\).*limit of 1073741824'):
+    idx.read_idx(str(path))
+
+
+def test_payload_above_the_limit_is_refused_from_the_header(tmp_path):
+  path = tmp_path / 'x-idx3-ubyte.gz'
+  write_idx(path, np.zeros((2, 32, 32), np.uint8))  # 2048 bytes of data
+  with pytest.raises(idx.IdxFormatError, match=r'\(2, 32, 32\) \(2048 bytes\).*limit of '
+                                               r'1000 bytes'):
+    idx.read_idx(str(path), max_bytes=1000)
+  assert idx.read_idx(str(path), max_bytes=2048).shape == (2, 32, 32)
+
+
+def test_gzip_is_not_inflated_past_the_declared_size(tmp_path):
+  # A small .gz whose header declares 4 bytes but which inflates to 32 MiB: reading must
+  # stop right after the declared bytes, so memory stays far below the inflated size.
+  path = tmp_path / 'x-idx3-ubyte.gz'
+  with gzip.open(path, 'wb') as f:
+    f.write(struct.pack('>HBB3I', 0, 0x08, 3, 1, 2, 2))
+    for _ in range(32):
+      f.write(bytes(1 << 20))
+  assert path.stat().st_size < 100_000
+  tracemalloc.start()
+  try:
+    with pytest.raises(idx.IdxFormatError) as error:
+      idx.read_idx(str(path))
+    peak = tracemalloc.get_traced_memory()[1]
+  finally:
+    tracemalloc.stop()
+  assert peak < 4 << 20, f'{peak} bytes allocated'
+  assert 'more data than its header declares' in str(error.value)
 
 
 def test_mismatched_counts_and_labels(tmp_path):

@@ -4,12 +4,15 @@ Source files are written here from their format definitions (IDX, CIFAR python a
 binary); the real Debian Fashion-MNIST is prepared once per module where installed.
 """
 
+import contextlib
+import dataclasses
 import gzip
 import hashlib
 import io
 import os
 import pickle
 import tarfile
+import zipfile
 
 import numpy as np
 import pytest
@@ -18,7 +21,7 @@ from idx_files import write_split
 
 from cnn_jax import data
 from cnn_jax.data import __main__ as cli
-from cnn_jax.data import cifar, idx, tfds_data
+from cnn_jax.data import catalog, cifar, idx, tfds_data
 from experiments.configs import fashion_mnist_cnn
 
 
@@ -92,6 +95,84 @@ def test_decoded_cache_is_used_and_a_broken_one_is_rebuilt(tiny_mnist, tmp_path)
   assert set(as_multiset(*got)) <= set(as_multiset(*arrays['train']))
   with np.load(cache) as rebuilt:  # rewritten from the decoded examples
     np.testing.assert_array_equal(rebuilt['inputs'], want[0])
+
+
+def npy_bytes(array=None, header_shape=None):
+  """A .npy file: ``array`` in full, or only a uint8 header declaring ``header_shape``."""
+  f = io.BytesIO()
+  if array is not None:
+    np.lib.format.write_array(f, array)
+  else:
+    np.lib.format.write_array_header_1_0(
+        f, {'descr': '|u1', 'fortran_order': False, 'shape': header_shape})
+  return f.getvalue()
+
+
+@pytest.mark.parametrize('tamper', ['shape', 'count', 'dtype', 'labels', 'huge_header'])
+def test_decoded_cache_that_does_not_fit_the_split_is_rebuilt(tiny_mnist, tamper, caplog):
+  builder = tfds_data.builder('mnist', tiny_mnist[1])
+  want = tfds_data.read_split(builder, 'train[:5]')
+  cache = os.path.join(builder.data_dir, tfds_data.DECODED_DIR, 'train__5_.npz')
+  x, y = want
+  bad = {'shape': (x[:, :27], y), 'count': (x[:4], y[:4]),
+         'dtype': (x.astype(np.float32), y), 'labels': (x, np.full_like(y, 12345))}
+  if tamper == 'huge_header':  # 784 TB declared: must be refused before it is allocated
+    with zipfile.ZipFile(cache, 'w') as archive:
+      archive.writestr('inputs.npy', npy_bytes(header_shape=(10**12, 28, 28, 1)))
+      archive.writestr('labels.npy', npy_bytes(y))
+  else:
+    np.savez(cache, inputs=bad[tamper][0], labels=bad[tamper][1])
+  got = tfds_data.read_split(builder, 'train[:5]')
+  for g, w in zip(got, want):
+    assert g.dtype == w.dtype
+    np.testing.assert_array_equal(g, w)
+  assert 'ignoring the decoded cache' in caplog.text
+  with np.load(cache) as rebuilt:
+    np.testing.assert_array_equal(rebuilt['inputs'], x)
+    np.testing.assert_array_equal(rebuilt['labels'], y)
+
+
+def test_decoded_cache_is_written_through_an_unpredictable_temporary_file(tiny_mnist,
+                                                                          tmp_path):
+  builder = tfds_data.builder('mnist', tiny_mnist[1])
+  cache_dir = os.path.join(builder.data_dir, tfds_data.DECODED_DIR)
+  os.makedirs(cache_dir, exist_ok=True)
+  # Someone who can guess the temporary name plants a link to a file of the user's.
+  victim = tmp_path / 'victim.txt'
+  victim.write_text('precious')
+  guessed = os.path.join(cache_dir, f'train_2_5_.npz.{os.getpid()}.tmp.npz')
+  os.symlink(victim, guessed)
+  try:
+    inputs, labels = tfds_data.read_split(builder, 'train[2:5]')
+    assert victim.read_text() == 'precious'
+    cache = os.path.join(cache_dir, 'train_2_5_.npz')
+    assert not os.path.islink(cache)
+    # Readable by whoever can read the prepared data (mkstemp alone would make it 0600).
+    assert os.stat(cache).st_mode & 0o777 == os.stat(builder.data_dir).st_mode & 0o666
+    with np.load(cache) as stored:
+      np.testing.assert_array_equal(stored['inputs'], inputs)
+      np.testing.assert_array_equal(stored['labels'], labels)
+  finally:
+    if os.path.lexists(guessed):
+      os.unlink(guessed)
+
+
+def test_failed_cache_write_leaves_no_temporary_file(tiny_mnist, monkeypatch, caplog):
+  builder = tfds_data.builder('mnist', tiny_mnist[1])
+  cache_dir = os.path.join(builder.data_dir, tfds_data.DECODED_DIR)
+  os.makedirs(cache_dir, exist_ok=True)
+  before = set(os.listdir(cache_dir))
+
+  def disk_full(file, **arrays):  # writes a little, then the disk is full
+    with (open(file, 'wb') if isinstance(file, str) else contextlib.nullcontext(file)) as f:
+      f.write(b'PK partial')
+    raise OSError(28, 'No space left on device')
+
+  monkeypatch.setattr(np, 'savez', disk_full)
+  inputs, labels = tfds_data.read_split(builder, 'train[1:4]')
+  assert inputs.shape == (3, 28, 28, 1) and labels.shape == (3,)
+  assert 'No space left on device' in caplog.text
+  assert set(os.listdir(cache_dir)) == before
 
 
 def test_prepared_data_is_the_registered_tfds_dataset(tiny_mnist):
@@ -352,6 +433,139 @@ def test_cifar_pickle_cannot_run_code(tmp_path):
 def test_cifar_missing_files(tmp_path):
   with pytest.raises(FileNotFoundError, match='cifar-100-python.tar.gz'):
     cifar.read('cifar100', str(tmp_path))
+
+
+class ZeroStrideRows:
+  """Pickles as a call of the allow-listed numpy.ndarray: ``rows`` rows viewing one row."""
+
+  def __init__(self, rows, dtype, row):
+    self.rows, self.dtype, self.row = rows, np.dtype(dtype), row
+
+  def __reduce__(self):
+    shape = (self.rows,) + self.row.shape
+    return (np.ndarray, (shape, self.dtype, self.row.tobytes(), 0,
+                         (0,) + self.row.strides))
+
+
+def test_cifar_zero_stride_array_is_refused(tmp_path):
+  write_cifar10_python(tmp_path, cifar_examples(5, 10, 0), cifar_examples(2, 10, 0),
+                       archive=False)
+  # 10**8 images of 3072 bytes (286 GiB once copied) viewing a single 3072-byte row.
+  n = 10**8
+  blob = pickle.dumps({b'data': ZeroStrideRows(n, np.uint8, np.zeros(3072, np.uint8)),
+                       b'labels': ZeroStrideRows(n, np.int64, np.zeros((), np.int64))},
+                      protocol=2)
+  assert len(blob) < 4000
+  batch = tmp_path / 'cifar-10-batches-py' / 'data_batch_1'
+  batch.write_bytes(blob)
+  with pytest.raises(cifar.CifarFormatError, match=f'^{batch}: the data array .* is not '
+                                                   'backed by the bytes of the file'):
+    cifar.read('cifar10', str(tmp_path))
+
+
+def test_cifar_archive_member_declaring_a_huge_size_is_refused(tmp_path):
+  # A tar header may declare any size; a gzip bomb makes it true. This archive holds just
+  # the header of a 1 TiB member, which must be refused before anything is read.
+  info = tarfile.TarInfo('cifar-10-batches-py/data_batch_1')
+  info.size = 2**40
+  archive = tmp_path / 'cifar-10-python.tar.gz'
+  archive.write_bytes(gzip.compress(info.tobuf(tarfile.GNU_FORMAT)))
+  with pytest.raises(cifar.CifarFormatError,
+                     match=r'cifar-10-batches-py/data_batch_1\) declares 1099511627776 '
+                           r'bytes, more than the 409600000'):
+    cifar.read('cifar10', str(tmp_path))
+
+
+def small_published_cifar10(monkeypatch, train, test):
+  """Pretends the published CIFAR-10 splits are tiny, shrinking the limits built on them."""
+  spec = dataclasses.replace(catalog.get('cifar10'),
+                             split_sizes={'train': train, 'test': test})
+  monkeypatch.setitem(catalog.DATASETS, 'cifar10', spec)
+
+
+def test_cifar_counts_are_capped_at_the_published_sizes(tmp_path, monkeypatch):
+  write_cifar10_python(tmp_path, cifar_examples(5, 10, 0), cifar_examples(2, 10, 0),
+                       archive=False)
+  # One image per training batch: the fifth batch is one too many. Each batch stays
+  # within its byte limit (4 * 8192 bytes), so the count is what stops it.
+  small_published_cifar10(monkeypatch, train=4, test=2)
+  batch = tmp_path / 'cifar-10-batches-py' / 'data_batch_5'
+  with pytest.raises(cifar.CifarFormatError,
+                     match=f'^{batch}: the train split reaches 5 examples, more than the 4 '
+                           'of the published cifar10 train split'):
+    cifar.read('cifar10', str(tmp_path))
+
+
+@pytest.mark.parametrize('archive', [True, False])
+def test_cifar_files_larger_than_their_split_needs_are_refused(tmp_path, monkeypatch,
+                                                               archive):
+  write_cifar10_python(tmp_path, cifar_examples(5, 10, 0), cifar_examples(2, 10, 0),
+                       archive=False)
+  # 1 MiB of zeros (1 KiB gzipped) where a batch of at most 2 test images belongs.
+  (tmp_path / 'cifar-10-batches-py' / 'test_batch').write_bytes(bytes(1 << 20))
+  if archive:
+    with tarfile.open(tmp_path / 'cifar-10-python.tar.gz', 'w:gz') as tar:
+      tar.add(tmp_path / 'cifar-10-batches-py', 'cifar-10-batches-py')
+  small_published_cifar10(monkeypatch, train=5, test=2)
+  where = (r'cifar-10-python.tar.gz \(cifar-10-batches-py/test_batch\) declares '
+           r'1048576 bytes, more' if archive else 'cifar-10-batches-py/test_batch: larger')
+  with pytest.raises(cifar.CifarFormatError, match=f'{where} than the 16384 bytes'):
+    cifar.read('cifar10', str(tmp_path))
+
+
+def test_cifar_memory_error_becomes_a_format_error(tmp_path, monkeypatch):
+  write_cifar10_python(tmp_path, cifar_examples(5, 10, 0), cifar_examples(2, 10, 0))
+
+  def out_of_memory(pixels):
+    raise MemoryError()
+
+  monkeypatch.setattr(cifar, '_to_nhwc', out_of_memory)
+  with pytest.raises(cifar.CifarFormatError, match=f'^{tmp_path}: out of memory reading '
+                                                   'cifar10'):
+    cifar.read('cifar10', str(tmp_path))
+
+
+@pytest.mark.parametrize('member, content, message', [
+    ('test_batch', {b'data': np.zeros((2, 3072), np.uint8), b'labels': [b'cat', b'dog']},
+     'labels must be integers'),
+    ('test_batch', {b'data': np.zeros((2, 3072), np.uint8), b'labels': [0.5, 1.5]},
+     'labels must be integers'),
+    ('test_batch', {b'data': np.zeros((2, 3072), np.uint8), b'labels': {b'a': 1}},
+     'labels must be integers'),
+    ('test_batch', {b'data': np.zeros((2, 3072), np.uint8), b'labels': [2**70, 1]},
+     'labels must be integers'),
+    ('test_batch', {b'data': np.zeros((2, 3072), np.uint8),
+                    b'labels': ZeroStrideRows(2, np.int64, np.zeros((), np.int64))},
+     'the labels array (2,) (strides (0,)) is not backed'),
+    ('batches.meta', [b'label_names'], 'label_names must be a list of 10 names'),
+    ('batches.meta', {}, 'label_names must be a list of 10 names'),
+    ('batches.meta', {b'label_names': [b'a', b'b']}, 'label_names must be a list of 10 '
+                                                     'names (strings), got 2 entries'),
+    ('batches.meta', {b'label_names': list(range(10))}, 'label_names must be a list of 10 '
+                                                        'names'),
+    ('batches.meta', {b'label_names': [b'\xff'] * 10}, 'label_names are not UTF-8 text'),
+])
+def test_cifar_malformed_labels_and_metadata_name_the_file(tmp_path, member, content,
+                                                           message):
+  write_cifar10_python(tmp_path, cifar_examples(5, 10, 0), cifar_examples(2, 10, 0),
+                       archive=False)
+  path = tmp_path / 'cifar-10-batches-py' / member
+  path.write_bytes(pickle.dumps(content, protocol=2))
+  with pytest.raises(cifar.CifarFormatError) as error:
+    cifar.read('cifar10', str(tmp_path))
+  assert str(error.value).startswith(f'{path}: ') and message in str(error.value)
+  assert '\n' not in str(error.value)
+
+
+def test_cifar_binary_names_must_be_text(tmp_path):
+  folder = tmp_path / 'cifar-10-batches-bin'
+  folder.mkdir()
+  for name in [f'data_batch_{i}.bin' for i in range(1, 6)] + ['test_batch.bin']:
+    (folder / name).write_bytes(bytes(3073 * 2))
+  (folder / 'batches.meta.txt').write_bytes(b'\xff\xfe\n' * 10)
+  with pytest.raises(cifar.CifarFormatError,
+                     match=f'^{folder}/batches.meta.txt: not UTF-8 text'):
+    cifar.read('cifar10', str(tmp_path))
 
 
 # The real Fashion-MNIST of the Debian package, prepared once through the CLI.

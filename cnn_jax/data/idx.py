@@ -8,12 +8,17 @@ prepare fashion_mnist`` builds the TFDS dataset.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 
 import numpy as np
 
+from cnn_jax.data import bounded
+
 DEBIAN_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
+# Above any MNIST-format dataset's largest file (EMNIST ByClass train images: 547 MB).
+MAX_BYTES = 1 << 30
 
 # IDX magic: two zero bytes, a type code (0x08 = unsigned byte) and the number of dims.
 _UBYTE = 0x08
@@ -24,50 +29,64 @@ class IdxFormatError(ValueError):
   """An IDX file is malformed, truncated or does not match its companion file."""
 
 
-def read_idx(path: str, expected_ndim: int | None = None) -> np.ndarray:
+def read_idx(path: str, expected_ndim: int | None = None,
+             max_bytes: int = MAX_BYTES) -> np.ndarray:
   """Reads one IDX file of unsigned bytes.
+
+  The header is read first and the payload size it declares is checked against
+  ``max_bytes`` before any payload is read; a ``.gz`` file is then inflated only up to
+  that size, so a crafted header or a gzip bomb fails fast instead of exhausting memory.
 
   Args:
     path: file path; a ``.gz`` suffix is decompressed.
     expected_ndim: number of dimensions the header must declare (1 for labels,
       3 for images), or None to accept any.
+    max_bytes: the largest payload accepted.
 
   Returns:
     A uint8 array with the shape from the header.
 
   Raises:
     FileNotFoundError: if the file does not exist.
-    IdxFormatError: for a bad magic number, an unexpected rank or a payload whose
-      length differs from the header's.
+    IdxFormatError: for a bad magic number, an unexpected rank, a declared size above
+      ``max_bytes``, or a payload whose length differs from the header's.
   """
   opener = gzip.open if path.endswith('.gz') else open
   try:
     with opener(path, 'rb') as f:
-      data = f.read()
+      magic = f.read(4)
+      if len(magic) < 4:
+        raise IdxFormatError(f'{path}: {len(magic)} bytes, too short for an IDX header')
+      zero, dtype, ndim = struct.unpack('>HBB', magic)
+      if zero != 0 or dtype != _UBYTE:
+        raise IdxFormatError(f'{path}: bad magic number 0x{magic.hex()}; expected '
+                             f'0x0000080N (unsigned-byte IDX with N dimensions)')
+      if expected_ndim is not None and ndim != expected_ndim:
+        raise IdxFormatError(f'{path}: header declares {ndim} dimensions, expected '
+                             f'{expected_ndim}')
+      dims = f.read(4 * ndim)
+      if len(dims) < 4 * ndim:
+        raise IdxFormatError(f'{path}: truncated header ({4 + len(dims)} bytes)')
+      shape = struct.unpack(f'>{ndim}I', dims)
+      expected = math.prod(shape)  # Python ints: np.prod wraps around in int64
+      if expected > max_bytes:
+        raise IdxFormatError(f'{path}: header declares shape {shape} ({expected} bytes), '
+                             f'above the limit of {max_bytes} bytes; the file is corrupt '
+                             f'or not an MNIST-format dataset')
+      data = bounded.read_at_most(f, expected)
   except (OSError, EOFError) as e:  # gzip raises these for truncated archives
     if isinstance(e, FileNotFoundError):
       raise
     raise IdxFormatError(f'{path}: cannot be read ({e}); the file is corrupt or '
                          f'truncated, restore it from the dataset source') from e
-  if len(data) < 4:
-    raise IdxFormatError(f'{path}: {len(data)} bytes, too short for an IDX header')
-  zero, dtype, ndim = struct.unpack('>HBB', data[:4])
-  if zero != 0 or dtype != _UBYTE:
-    raise IdxFormatError(f'{path}: bad magic number 0x{data[:4].hex()}; expected '
-                         f'0x0000080N (unsigned-byte IDX with N dimensions)')
-  if expected_ndim is not None and ndim != expected_ndim:
-    raise IdxFormatError(f'{path}: header declares {ndim} dimensions, expected '
-                         f'{expected_ndim}')
-  header = 4 + 4 * ndim
-  if len(data) < header:
-    raise IdxFormatError(f'{path}: truncated header ({len(data)} bytes)')
-  shape = struct.unpack(f'>{ndim}I', data[4:header])
-  expected = int(np.prod(shape))
-  if len(data) - header != expected:
+  if len(data) > expected:
+    raise IdxFormatError(f'{path}: holds more data than its header declares (shape '
+                         f'{shape}, {expected} bytes); the file is corrupt')
+  if len(data) < expected:
     raise IdxFormatError(f'{path}: header declares shape {shape} ({expected} bytes of '
-                         f'data) but the file holds {len(data) - header}; the file is '
+                         f'data) but the file holds {len(data)}; the file is '
                          f'truncated or corrupt')
-  return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
+  return np.frombuffer(data, np.uint8).reshape(shape)
 
 
 def _find(directory: str, stem: str) -> str:

@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import sys
+import tempfile
 import zipfile
 
 import numpy as np
@@ -207,18 +208,22 @@ def read_split(builder_: tfds.core.DatasetBuilder, split: str
   The first read of a split also stores the decoded arrays in the dataset's version
   folder (``DECODED_DIR``), which later reads load instead of decoding every PNG again
   (Fashion-MNIST: about 6 s -> 0.1 s). The folder goes away with the prepared data
-  it was decoded from; an unwritable data dir just skips the cache.
+  it was decoded from; an unwritable data dir just skips the cache. A cache whose
+  count, shapes, dtypes or labels do not fit the dataset's info is ignored and rebuilt.
   """
   cache = os.path.join(builder_.data_dir, DECODED_DIR,
                        re.sub(r'[^A-Za-z0-9_.-]', '_', split) + '.npz')
+  input_key, label_key = builder_.info.supervised_keys
+  features = builder_.info.features
+  count = builder_.info.splits[split].num_examples
+  layout = {'inputs': ((count, *features[input_key].shape),
+                       np.dtype(features[input_key].np_dtype)),
+            'labels': ((count,), np.dtype(np.int32))}
   if os.path.exists(cache):
     try:
-      with np.load(cache) as arrays:
-        return arrays['inputs'], arrays['labels']
+      return _load_cache(cache, layout, features[label_key].num_classes)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-      logging.warning('ignoring the unreadable decoded cache %s (%s); decoding again',
-                      cache, e)
-  input_key, label_key = builder_.info.supervised_keys
+      logging.warning('ignoring the decoded cache %s (%s); decoding again', cache, e)
   formats = set(builder_.info.available_file_formats())
   if formats & tfds.core.FileFormat.with_random_access():
     source = builder_.as_data_source(split)
@@ -231,11 +236,62 @@ def read_split(builder_: tfds.core.DatasetBuilder, split: str
     inputs, labels = arrays[input_key], arrays[label_key].astype(np.int32)
   try:
     os.makedirs(os.path.dirname(cache), exist_ok=True)
-    tmp = f'{cache}.{os.getpid()}.tmp.npz'
-    np.savez(tmp, inputs=inputs, labels=labels)
-    os.replace(tmp, cache)  # atomic: a killed write never leaves a partial cache
+    # An unpredictable name (not a link someone planted), renamed atomically into place
+    # so that a killed or failed write never leaves a partial cache.
+    fd, tmp = tempfile.mkstemp(suffix='.tmp.npz', dir=os.path.dirname(cache))
+    try:
+      with os.fdopen(fd, 'wb') as f:
+        # mkstemp creates 0600: give the cache the permissions of the data it comes from.
+        os.fchmod(f.fileno(), os.stat(builder_.data_dir).st_mode & 0o666)
+        np.savez(f, inputs=inputs, labels=labels)
+      os.replace(tmp, cache)
+    finally:
+      if os.path.exists(tmp):
+        os.unlink(tmp)
   except OSError as e:
     logging.warning('not caching decoded %s[%s] in %s: %s', builder_.name, split, cache, e)
+  return inputs, labels
+
+
+def _load_cache(path: str, layout: dict[str, tuple[tuple, np.dtype]], num_classes: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """Loads a decoded-split cache, checking it against what the split must hold.
+
+  Args:
+    path: the ``.npz`` file.
+    layout: ``{'inputs' | 'labels': (shape, dtype)}`` the split must have; ``None``
+      in a shape matches any size (images of varying size).
+    num_classes: labels must lie in ``[0, num_classes)``.
+
+  Returns:
+    ``(inputs, labels)``.
+
+  Raises:
+    ValueError: for an array whose shape or dtype differs from ``layout`` (checked from
+      the ``.npy`` header, so a tampered header cannot make this allocate its size), or
+      labels out of range.
+    OSError, KeyError, zipfile.BadZipFile: for an unreadable file.
+  """
+  arrays = []
+  with zipfile.ZipFile(path) as archive:
+    for key, (shape, dtype) in layout.items():
+      with archive.open(f'{key}.npy') as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):  # np.savez writes these for plain arrays
+          raise ValueError(f'{key}: .npy format version {version}')
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        stored_shape, _, stored_dtype = read_header(f)
+      if stored_dtype != dtype or len(stored_shape) != len(shape) or any(
+          want is not None and got != want for got, want in zip(stored_shape, shape)):
+        raise ValueError(f'{key} is {stored_dtype} {stored_shape}, the split is {dtype} '
+                         f'{shape}')
+      with archive.open(f'{key}.npy') as f:
+        arrays.append(np.lib.format.read_array(f))
+  inputs, labels = arrays
+  if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+    raise ValueError(f'labels span [{labels.min()}, {labels.max()}], outside '
+                     f'[0, {num_classes})')
   return inputs, labels
 
 
