@@ -7,7 +7,6 @@ import os
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -16,7 +15,7 @@ from idx_files import prepare_toy_tfds
 
 from cnn_jax import config_utils, models
 from cnn_jax.models.simple_cnn import SimpleCNN
-from cnn_jax.train import checkpoint, optim
+from cnn_jax.train import checkpoint
 from cnn_jax.train.loop import Trainer, evaluate_checkpoint, train_and_evaluate
 from cnn_jax.train.steps import (NO_BAD_STEP, create_train_state, cross_entropy, eval_step,
                                  train_step)
@@ -190,15 +189,6 @@ def test_train_step_uses_step_dependent_dropout_keys():
   assert float(m1['loss']) != float(m2['loss'])  # next step: new masks, same params
 
 
-def test_label_smoothing_matches_the_formula():
-  logits = jnp.array([[2.0, 0.5, -1.0]])
-  eps, k = 0.1, 3
-  logp = jax.nn.log_softmax(logits)[0]
-  expected = -((1 - eps) * logp[1] + eps / k * logp.sum())
-  np.testing.assert_allclose(cross_entropy(logits, jnp.array([1]), eps)[0], expected,
-                             rtol=1e-6)
-
-
 def test_ema_follows_the_incremental_formula():
   model = models.create('simple_cnn', features=(2,), hidden=())
   batch = {'image': jnp.ones((2, 4, 4, 1)), 'label': jnp.array([0, 1])}
@@ -241,43 +231,6 @@ def test_eval_flip_config_reaches_the_evaluation(toy_dir):
   expected = plain.evaluate(mirrored, 'test')
   assert flipped['loss'] != plain.evaluate(state, 'test')['loss']
   np.testing.assert_allclose(flipped['loss'], expected['loss'], rtol=1e-6)
-
-
-def _opt_config(**fields):
-  base = dict(name='sgd', learning_rate=1.0, schedule='constant', momentum=0.0)
-  return ml_collections.ConfigDict({**base, **fields})
-
-
-def test_schedules_against_hand_values():
-  warm = optim.make_schedule(_opt_config(warmup_steps=10), 100)
-  assert float(warm(0)) == 0.0 and abs(float(warm(5)) - 0.5) < 1e-6 and float(warm(50)) == 1.0
-  piece = optim.make_schedule(_opt_config(schedule='piecewise', boundaries=(0.5, 0.75),
-                                          decay_factor=0.1), 100)
-  np.testing.assert_allclose([float(piece(s)) for s in (0, 49, 51, 74, 76, 99)],
-                             [1, 1, 0.1, 0.1, 0.01, 0.01], rtol=1e-6)
-  cosine = optim.make_schedule(_opt_config(schedule='cosine'), 100)
-  np.testing.assert_allclose([float(cosine(s)) for s in (0, 50, 100)], [1, 0.5, 0], atol=1e-6)
-  with pytest.raises(ValueError, match="schedule='linear' is unknown"):
-    optim.make_schedule(_opt_config(schedule='linear'), 10)
-  with pytest.raises(ValueError, match="name='rmsprop' is unknown"):
-    optim.make_optimizer(_opt_config(name='rmsprop'), 10)
-
-
-@pytest.mark.parametrize('name', ['sgd', 'adamw'])
-def test_weight_decay_skips_biases(name):
-  params = {'kernel': jnp.ones((2, 2)), 'bias': jnp.ones((2,))}
-  tx = optim.make_optimizer(_opt_config(name=name, learning_rate=0.1, weight_decay=0.5), 10)
-  zero = jax.tree.map(jnp.zeros_like, params)
-  updates, _ = tx.update(zero, tx.init(params), params)
-  assert float(jnp.abs(updates['bias']).max()) == 0.0
-  assert float(updates['kernel'][0, 0]) == pytest.approx(-0.05)  # -lr * wd * w
-
-
-def test_grad_clipping_bounds_the_update():
-  tx = optim.make_optimizer(_opt_config(grad_clip_norm=1.0), 10)
-  params = {'w': jnp.zeros(4)}
-  updates, _ = tx.update({'w': jnp.full(4, 10.0)}, tx.init(params), params)
-  assert float(jnp.linalg.norm(updates['w'])) == pytest.approx(1.0, rel=1e-5)
 
 
 def test_unknown_override_names_the_closest_fields():
