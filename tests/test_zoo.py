@@ -10,7 +10,9 @@ initialisers costs more on a 2-core CPU than everything else here together.
 import dataclasses
 import functools
 import importlib
+import json
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +20,8 @@ import numpy as np
 import pytest
 
 from cnn_jax import models
+from make_golden import PATH as GOLDEN_PATH
+from make_golden import GOLDEN, golden_array, golden_variables, variable_shapes
 
 KEY = jax.random.key(0)
 IMAGENET, CIFAR, MNIST, MNIST1D = (224, 224, 3), (32, 32, 3), (28, 28, 1), (40, 1)
@@ -318,3 +322,46 @@ def test_image_models_refuse_an_unbatched_input_by_name(name, label):
   with pytest.raises(ValueError, match=rf'{label} expects a batch \(N, H, W, C\), got shape '
                                        rf'\(32, 32, 3\)'):
     model.init(KEY, jnp.zeros((32, 32, 3)))
+
+
+# ------------------------------------------------ golden logits (tests/make_golden.py)
+
+with np.load(GOLDEN_PATH) as _golden:
+  GOLDEN_LOGITS = {key: _golden[key] for key in _golden.files if key != 'meta'}
+  GOLDEN_META = json.loads(str(_golden['meta']))
+
+
+def _tuples(value):
+  """JSON lists back to the tuples the models' fields and shapes are."""
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  return value
+
+
+def test_golden_file_covers_every_registered_model():
+  assert {meta['model'] for meta in GOLDEN_META.values()} == set(models.names())
+  assert set(GOLDEN_META) == set(GOLDEN_LOGITS) == set(GOLDEN)
+  assert os.path.getsize(GOLDEN_PATH) < 100_000
+  for logits in GOLDEN_LOGITS.values():  # not degenerate: depends on input and class
+    assert np.ptp(logits, axis=0).min() > 0 and np.ptp(logits, axis=1).min() > 0
+
+
+@pytest.mark.parametrize('key', sorted(GOLDEN_META))
+def test_logits_match_the_numpy_reference(key):
+  """Eval-mode logits against float64 numpy forward passes of the same weights.
+
+  The weights and inputs are closed-form functions of their names
+  (``make_golden.golden_array``); the stored names and shapes say whether a failure is
+  a changed parameter tree or a changed computation.
+  """
+  meta = _tuples(GOLDEN_META[key])
+  model = models.create(meta['model'], **meta['fields'])
+  shapes = variable_shapes(model, meta['input_shape'])
+  assert shapes == meta['shapes'], 'parameter names or shapes changed'
+  variables = golden_variables(shapes)
+  x = golden_array('input', (GOLDEN_LOGITS[key].shape[0], *meta['input_shape']))
+  apply = jax.jit(model.apply).lower(variables, x).compile(
+      {'xla_backend_optimization_level': 0})  # compile time dominates; speed is irrelevant
+  np.testing.assert_allclose(apply(variables, x), GOLDEN_LOGITS[key], rtol=1e-4, atol=2e-5)
