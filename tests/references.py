@@ -368,3 +368,30 @@ def resnet_ref(p, s, x, stage_sizes, stage_strides, block, shortcut, stem_stride
           x = np.pad(x, [(0, 0)] * 3 + [(0, y.shape[-1] - x.shape[-1])])
       x = relu(y + x)
   return dense_ref(x.mean(axis=(1, 2)), p['head'])
+
+
+# --------------------------------------------------------------------------- resizing
+
+
+def _bilinear_weights(n, start, length, out):
+  """``(out, n)`` weights resampling the input span ``[start, start + length)`` to ``out``
+  samples with a triangle (linear) kernel.
+
+  Pixel ``j`` covers ``[j, j + 1)`` and is sampled at its centre ``j + 0.5``; output
+  ``i`` sits at ``start + (i + 0.5) * length / out`` in input coordinates (half-pixel
+  centres, as PIL, OpenCV and torch's ``align_corners=False``). When shrinking, the
+  kernel widens by ``length / out`` (antialiasing, as PIL); each row is normalised
+  over the pixels inside the image, which clamps at the borders.
+  """
+  stretch = max(1.0, length / out)
+  centres = start + (np.arange(out) + 0.5) * length / out
+  w = np.maximum(0.0, 1 - np.abs(np.arange(n)[None, :] + 0.5 - centres[:, None]) / stretch)
+  return w / w.sum(axis=1, keepdims=True)
+
+
+def crop_and_resize_ref(image, box, size):
+  """Antialiased bilinear resize of the box ``[y0, x0, h, w]`` of ``(H, W, C)`` to ``size``."""
+  y0, x0, h, w = box
+  rows = _bilinear_weights(image.shape[0], y0, h, size[0])
+  cols = _bilinear_weights(image.shape[1], x0, w, size[1])
+  return np.einsum('ih,hwc,jw->ijc', rows, np.asarray(image, np.float64), cols)
