@@ -110,7 +110,7 @@ def variable_shapes(model, input_shape) -> dict:
   return jax.tree.map(lambda s: tuple(s.shape), unfreeze(traced))
 
 
-def _reference_logits(model_name, fields, model, variables, x):
+def _reference_logits(model_name, model, variables, x):
   """The numpy forward pass for one entry; ``model`` supplies the preset's settings."""
   import references as ref
   p, s = variables['params'], variables.get('batch_stats', {})
@@ -144,7 +144,7 @@ def main() -> None:
     model = models.create(model_name, **fields)
     shapes = variable_shapes(model, input_shape)
     x = golden_array('input', (BATCH, *input_shape))
-    logits = _reference_logits(model_name, fields, model, golden_variables(shapes), x)
+    logits = _reference_logits(model_name, model, golden_variables(shapes), x)
     arrays[key] = logits.astype(np.float32)
     meta[key] = dict(model=model_name, fields=fields, input_shape=input_shape, shapes=shapes)
     print(f'{key}: logits {logits.shape}, |logits| max {np.abs(logits).max():.3f}')
