@@ -13,6 +13,9 @@ from cnn_jax.train.loop import (Trainer, apply_overrides, evaluate_checkpoint,
                                 train_and_evaluate)
 from cnn_jax.train.replicas import is_vmappable, train_replicas
 
+# Every test here trains on the toy dataset or builds a trainer on it.
+pytestmark = pytest.mark.slow
+
 QUIET = dict(log=lambda *_: None)
 # Batched convolutions and reductions may reassociate float sums: close, not bitwise.
 TOL = dict(rtol=2e-4, atol=2e-5)

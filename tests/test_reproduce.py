@@ -206,6 +206,7 @@ def test_finished_reference_is_read_back_not_rerun(toy_dir, tmp_path):
   assert len(runner.calls) == 1
 
 
+@pytest.mark.slow
 def test_tiny_reference_end_to_end(toy_dir, tmp_path):
   ref = _toy_reference('toy_e2e', 0.1, 0.0, 'at_least')
   out = tmp_path / 'out'

@@ -85,6 +85,7 @@ def test_run_learns_and_writes_the_documented_workdir(finished_run):
   assert sorted(mngr.all_steps()) == sorted({32, 36, summary['best_eval_step']})
 
 
+@pytest.mark.slow
 def test_same_seed_same_run(toy_dir, tmp_path, finished_run):
   workdir, summary = finished_run
   again = train_and_evaluate(tiny_config(toy_dir), str(tmp_path), **QUIET)
@@ -93,6 +94,7 @@ def test_same_seed_same_run(toy_dir, tmp_path, finished_run):
   assert [strip(r) for r in _records(str(tmp_path))] == [strip(r) for r in _records(workdir)]
 
 
+@pytest.mark.slow
 def test_rerun_of_a_finished_workdir_resumes_without_training(toy_dir, finished_run):
   workdir, summary = finished_run
   lines = []
@@ -102,6 +104,7 @@ def test_rerun_of_a_finished_workdir_resumes_without_training(toy_dir, finished_
   assert [r['split'] for r in _records(workdir)].count('test') == 1
 
 
+@pytest.mark.slow
 def test_evaluate_checkpoint_reads_the_workdir(finished_run):
   workdir, summary = finished_run
   result = evaluate_checkpoint(workdir)
@@ -113,6 +116,7 @@ def test_evaluate_checkpoint_reads_the_workdir(finished_run):
     evaluate_checkpoint(workdir, '3')
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_different_config(toy_dir, finished_run):
   workdir, _ = finished_run
   config = tiny_config(toy_dir)
@@ -124,6 +128,7 @@ def test_resume_refuses_a_different_config(toy_dir, finished_run):
 
 
 # Orbax's reader threads report the failed reads again when they are torn down.
+@pytest.mark.slow
 @pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
 def test_checkpoint_of_another_architecture_or_corrupt_gives_clear_error(toy_dir, tmp_path):
   config = tiny_config(toy_dir)
@@ -151,6 +156,7 @@ def test_checkpoint_of_another_architecture_or_corrupt_gives_clear_error(toy_dir
   assert _tree_digest(os.path.join(workdir, 'checkpoints')) == before
 
 
+@pytest.mark.slow
 def test_nan_stops_with_the_step_and_keeps_checkpoints_finite(toy_dir, tmp_path):
   config = tiny_config(toy_dir)
   # The learning rate explodes at step 18 of 36, after the checkpoints of steps 4-16.
@@ -289,6 +295,7 @@ def test_aux_loss_adds_the_weighted_auxiliary_cross_entropy():
   np.testing.assert_allclose(with_aux['loss'], plain['loss'] + 0.3 * aux, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_half_precision_trains_in_bfloat16_with_float32_parameters(toy_dir, tmp_path):
   config = tiny_config(toy_dir)
   config.num_epochs = 1
@@ -305,6 +312,7 @@ class _Interrupt(Exception):
   pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('stream', [False, True])
 def test_interrupted_run_resumes_to_the_same_result(toy_dir, tmp_path, stream):
   """In memory and streamed from the host: stop after epoch 2's log line, resume."""
