@@ -1,6 +1,7 @@
 """Tests for cnn_jax.ops.conv: conv1d, conv2d, conv (N-D) and convolve1d."""
 
 import functools
+import importlib
 import re
 
 import jax
@@ -13,6 +14,9 @@ from jax.test_util import check_grads
 from cnn_jax.ops import conv, conv1d, conv2d, convolve1d, output_size
 from cnn_jax.ops.shapes import resolve_padding
 from references import conv_ref, effective_kernel, padding_pairs
+
+# The module itself (``cnn_jax.ops.conv`` the attribute is the function), to patch.
+conv_module = importlib.import_module('cnn_jax.ops.conv')
 
 # float32 op vs float64 reference: sums of a few dozen O(1) products.
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -218,20 +222,22 @@ def _assert_gradients_equal_xla(x, kernel, cotangent, stride=1, padding='VALID',
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize('nd', [1, 2, 3])
-@pytest.mark.parametrize('stride,dilation', [(1, 1), (2, 1), (3, 1), (1, 2), (2, 2)])
-@pytest.mark.parametrize('padding', ['VALID', 'SAME', 'FULL', 1])
-@pytest.mark.parametrize('size', [7, 8])
+# 3-D: one size and no FULL padding keep the test fast.
+_GRADIENT_CASES = [
+    (nd, stride, dilation, padding, size)
+    for nd in (1, 2, 3)
+    for stride, dilation in ((1, 1), (2, 1), (3, 1), (1, 2), (2, 2))
+    for padding in ('VALID', 'SAME', 'FULL', 1)
+    for size in (7, 8)
+    if nd < 3 or (size == 7 and padding != 'FULL')]
+
+
+@pytest.mark.parametrize('nd,stride,dilation,padding,size', _GRADIENT_CASES)
 def test_fast_gradient_equals_xla_gradient(nd, stride, dilation, padding, size):
   """The custom VJP (forward convs and matmuls) against jax.grad of the plain XLA op."""
-  if nd == 3 and (size == 8 or padding == 'FULL'):
-    pytest.skip('3-D: one size and fewer paddings keep the test fast')
   rng = np.random.default_rng(size * 100 + stride * 10 + dilation)
   x, kernel = _rand(rng, 2, *(size,) * nd, 3), _rand(rng, *(3,) * nd, 3, 4)
-  try:
-    y = conv(x, kernel, stride=stride, padding=padding, dilation=dilation)
-  except ValueError:
-    pytest.skip('kernel larger than the padded input')
+  y = conv(x, kernel, stride=stride, padding=padding, dilation=dilation)
   _assert_gradients_equal_xla(x, kernel, _rand(rng, *y.shape), stride, padding, dilation)
 
 
@@ -459,3 +465,55 @@ def test_space_to_depth_conv(x_shape, k_shape, padding):
     want = jax.value_and_grad(f, (0, 1))(xs[i], ks[i])
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
       np.testing.assert_allclose(g[i], w, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------- formulations chosen off CPU, run on CPU
+
+
+@pytest.fixture
+def off_cpu(monkeypatch):
+  """Makes ``conv`` choose the formulations it uses on GPU/TPU while running on CPU.
+
+  CI has no accelerator, so without this the branches taken off CPU (the flipped-kernel
+  input gradient for strided convs, no space-to-depth, no channel widening) would run
+  only on machines the tests never see. The CPU-only helpers raise if reached.
+  """
+  def cpu_only(*args, **kwargs):
+    raise AssertionError('a CPU-only formulation ran with the backend patched off CPU')
+
+  monkeypatch.setattr(conv_module, '_on_cpu', lambda: False)
+  monkeypatch.setattr(conv_module, '_input_grad_col2im', cpu_only)
+  monkeypatch.setattr(conv_module, '_space_to_depth_conv', cpu_only)
+
+
+@pytest.mark.parametrize('nd,size,kernel,stride,dilation,padding', [
+    (2, 9, 3, 1, 1, 'SAME'),
+    (2, 9, 3, 2, 1, 'SAME'),
+    (2, 10, 3, 3, 1, 'VALID'),  # stride 3: the case a wrong off-CPU gradient hid in
+    (2, 11, 3, 3, 2, 1),
+    (2, 12, 5, 4, 1, 'FULL'),
+    (2, 13, 3, 3, 1, ((2, 0), (1, 3))),  # uneven padding, stride not dividing the size
+    (2, 11, 5, 1, 1, 2),  # 5x5, one input channel below: space-to-depth on CPU
+    (1, 17, 4, 3, 2, 'SAME'),
+    (3, 7, 3, 3, 1, 'SAME'),
+])
+@pytest.mark.parametrize('c_in', [1, 3])
+def test_off_cpu_formulations_match_xla(off_cpu, nd, size, kernel, stride, dilation, padding,
+                                        c_in):
+  """Values against the loop reference, both gradients against jax.grad of lax's conv."""
+  rng = np.random.default_rng([nd, size, kernel, stride, dilation, c_in])
+  x, w = _rand(rng, 2, *(size,) * nd, c_in), _rand(rng, *(kernel,) * nd, c_in, 4)
+  kwargs = dict(stride=(stride,) * nd, padding=padding, dilation=(dilation,) * nd)
+  y = conv(x, w, **kwargs)
+  np.testing.assert_allclose(y, conv_ref(x, w, **kwargs), **TOL)
+  _assert_gradients_equal_xla(x, w, _rand(rng, *y.shape), stride, padding, dilation)
+
+
+@pytest.mark.parametrize('on_cpu', [True, False], ids=['cpu', 'off_cpu'])
+def test_strided_dilated_gradient_matches_finite_differences(monkeypatch, on_cpu):
+  """Stride 3 with dilation 2 and uneven padding against central differences."""
+  monkeypatch.setattr(conv_module, '_on_cpu', lambda: on_cpu)
+  rng = np.random.default_rng(3)
+  x, kernel = _rand(rng, 1, 11, 10, 2), _rand(rng, 3, 2, 2, 3)
+  f = functools.partial(conv2d, stride=(3, 2), dilation=(2, 3), padding=[(2, 1), (0, 2)])
+  check_grads(f, (x, kernel), order=1, modes=('rev',), eps=1e-2, atol=1e-2, rtol=1e-2)

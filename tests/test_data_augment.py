@@ -10,6 +10,7 @@ import pytest
 
 from cnn_jax.data import augmentation as aug
 from experiments.configs import fashion_mnist_cnn
+from references import crop_and_resize_ref
 
 KEY = jax.random.key(0)
 
@@ -119,6 +120,53 @@ def test_crop_and_resize_of_an_integer_box_at_scale_one_is_slicing():
   np.testing.assert_allclose(out, image[2:10, 3:12], atol=1e-6)
 
 
+# (image height, width), box [y0, x0, h, w], output size: enlarging, shrinking (where
+# antialiasing widens the kernel), mixed, and boxes away from the origin, so a
+# translation that ignored the scale would move the sampled window.
+_RESIZE_CASES = [((13, 15), (2, 3, 5, 4), (9, 11)),
+                 ((13, 15), (1, 2, 10, 12), (4, 5)),
+                 ((13, 15), (4, 1, 6, 13), (10, 6)),
+                 ((16, 16), (0, 0, 16, 16), (7, 7))]
+
+
+@pytest.mark.parametrize('shape,box,size', _RESIZE_CASES)
+def test_crop_and_resize_matches_an_independent_bilinear_reference(shape, box, size):
+  image = np.random.default_rng(sum(box)).random((*shape, 2)).astype(np.float32)
+  out = aug.crop_and_resize(image, jnp.array(box), size)
+  np.testing.assert_allclose(out, crop_and_resize_ref(image, box, size), atol=1e-5)
+
+
+@pytest.mark.parametrize('shape,box,size', _RESIZE_CASES)
+def test_bilinear_reference_agrees_with_pillow(shape, box, size):
+  """The numpy reference itself against PIL's antialiased BILINEAR resize of a box."""
+  pil = pytest.importorskip('PIL.Image')
+  image = np.random.default_rng(sum(box)).random(shape).astype(np.float32)
+  y0, x0, h, w = box
+  want = np.asarray(pil.fromarray(image, mode='F').resize(
+      size[::-1], pil.Resampling.BILINEAR, box=(x0, y0, x0 + w, y0 + h)))
+  np.testing.assert_allclose(crop_and_resize_ref(image[..., None], box, size)[..., 0], want,
+                             atol=1e-5)
+
+
+@pytest.mark.parametrize('image_size', [5, 13])
+def test_resize_to_image_size_matches_the_bilinear_reference(image_size):
+  x = images_u8(n=2, h=9, w=9)
+  out = aug.augment(x, None, aug.AugmentConfig(image_size=image_size), train=False)
+  for image, got in zip(x / 255.0, out):
+    want = crop_and_resize_ref(image, (0, 0, 9, 9), (image_size, image_size))
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_eval_centre_crop_is_resized_from_the_right_window():
+  # 10 x 10, fraction 0.6: the centre box [2, 2, 6, 6] enlarged to 8 x 8 (scale 4/3).
+  x = images_u8(n=2, h=10, w=10)
+  config = aug.AugmentConfig(random_resized_crop=True, image_size=8, eval_crop_fraction=0.6)
+  out = aug.augment(x, None, config, train=False)
+  for image, got in zip(x / 255.0, out):
+    np.testing.assert_allclose(got, crop_and_resize_ref(image, (2, 2, 6, 6), (8, 8)),
+                               atol=1e-5)
+
+
 def test_random_resized_crop_shapes_determinism_and_eval_centre_crop():
   x = images_u8(n=4, h=10, w=10)
   config = aug.AugmentConfig(random_resized_crop=True, image_size=8, flip=True)
@@ -148,8 +196,13 @@ def test_step_keys_make_a_resumed_run_reproduce():
   x = images_u8(n=4)
   config = aug.AugmentConfig(crop_padding=2, flip=True)
   step_key = lambda step: jax.random.fold_in(KEY, step)
-  np.testing.assert_array_equal(aug.augment(x, step_key(7), config),
-                                aug.augment(x, step_key(7), config))
+  # An uninterrupted run: steps 0..8 in one scanned program. A run resumed at step 7 is
+  # a new process that traces augment afresh and computes that step alone; its images
+  # must be the ones the full run saw (randomness from anywhere but the key would not).
+  _, full_run = jax.lax.scan(lambda c, step: (c, aug.augment(x, step_key(step), config)),
+                             None, jnp.arange(9))
+  aug.augment.clear_cache()
+  np.testing.assert_array_equal(full_run[7], aug.augment(x, step_key(7), config))
   assert not np.array_equal(aug.augment(x, step_key(7), config),
                             aug.augment(x, step_key(8), config))
 

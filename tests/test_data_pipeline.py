@@ -153,6 +153,7 @@ def test_global_arrays_and_prefetch_on_this_host():
     np.testing.assert_array_equal(got['label'], want['label'])
 
 
+@pytest.mark.slow
 def test_batches_shard_over_devices_and_gather_from_a_replicated_dataset():
   # Four CPU devices need a fresh process (the device count is fixed at JAX start-up).
   script = textwrap.dedent('''

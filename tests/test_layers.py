@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cnn_jax import layers
+from references import conv_ref
 
 KEY = jax.random.key(0)
 
@@ -113,6 +114,13 @@ def test_init_and_apply_are_pure():
   x = jnp.ones((1, 5, 5, 2))
   v1, v2 = module.init(KEY, x), module.init(KEY, x)
   jax.tree.map(np.testing.assert_array_equal, v1, v2)
-  np.testing.assert_array_equal(module.apply(v1, x), module.apply(v1, x))
+  before = jax.tree.map(np.array, v1)
+  out = module.apply(v1, x)
+  # apply is a function of its arguments only: it leaves the variables as they were
+  # and gives the convolution of x with exactly those variables.
+  jax.tree.map(np.testing.assert_array_equal, v1, before)
+  params = before['params']
+  np.testing.assert_allclose(out, conv_ref(x, params['kernel'], padding='SAME') + params['bias'],
+                             rtol=1e-5, atol=1e-5)
   assert not np.array_equal(module.init(jax.random.key(5), x)['params']['kernel'],
                             v1['params']['kernel'])

@@ -17,6 +17,9 @@ import numpy as np
 import pytest
 from idx_files import prepare_toy_tfds
 
+# Every test here starts training processes.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMING = {'images_per_sec', 'elapsed_s', 'wall_s', 'compile_s', 'train_images_per_sec'}
 

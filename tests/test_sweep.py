@@ -353,6 +353,7 @@ def test_cifar_ablations_stop_with_the_prepare_error(name, tmp_path):
     sweep.run_sweep(config, str(tmp_path / 'run'), axes, 2, **QUIET)
 
 
+@pytest.mark.slow
 def test_tiny_sweep_end_to_end(tmp_path_factory):
   """2 dropout rates x 2 strides x 2 seeds, one epoch, through python -m experiments.sweep."""
   data_dir = prepare_toy_tfds(tmp_path_factory.mktemp('toy_idx'),

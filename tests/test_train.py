@@ -7,7 +7,6 @@ import os
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -16,7 +15,7 @@ from idx_files import prepare_toy_tfds
 
 from cnn_jax import config_utils, models
 from cnn_jax.models.simple_cnn import SimpleCNN
-from cnn_jax.train import checkpoint, optim
+from cnn_jax.train import checkpoint
 from cnn_jax.train.loop import train_and_evaluate
 from cnn_jax.train.trainer import Trainer
 from cnn_jax.train.workdir import evaluate_checkpoint
@@ -88,6 +87,7 @@ def test_run_learns_and_writes_the_documented_workdir(finished_run):
   assert sorted(mngr.all_steps()) == sorted({32, 36, summary['best_eval_step']})
 
 
+@pytest.mark.slow
 def test_same_seed_same_run(toy_dir, tmp_path, finished_run):
   workdir, summary = finished_run
   again = train_and_evaluate(tiny_config(toy_dir), str(tmp_path), **QUIET)
@@ -96,6 +96,7 @@ def test_same_seed_same_run(toy_dir, tmp_path, finished_run):
   assert [strip(r) for r in _records(str(tmp_path))] == [strip(r) for r in _records(workdir)]
 
 
+@pytest.mark.slow
 def test_rerun_of_a_finished_workdir_resumes_without_training(toy_dir, finished_run):
   workdir, summary = finished_run
   lines = []
@@ -105,6 +106,7 @@ def test_rerun_of_a_finished_workdir_resumes_without_training(toy_dir, finished_
   assert [r['split'] for r in _records(workdir)].count('test') == 1
 
 
+@pytest.mark.slow
 def test_evaluate_checkpoint_reads_the_workdir(finished_run):
   workdir, summary = finished_run
   result = evaluate_checkpoint(workdir)
@@ -116,6 +118,7 @@ def test_evaluate_checkpoint_reads_the_workdir(finished_run):
     evaluate_checkpoint(workdir, '3')
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_different_config(toy_dir, finished_run):
   workdir, _ = finished_run
   config = tiny_config(toy_dir)
@@ -127,6 +130,7 @@ def test_resume_refuses_a_different_config(toy_dir, finished_run):
 
 
 # Orbax's reader threads report the failed reads again when they are torn down.
+@pytest.mark.slow
 @pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
 def test_checkpoint_of_another_architecture_or_corrupt_gives_clear_error(toy_dir, tmp_path):
   config = tiny_config(toy_dir)
@@ -157,15 +161,19 @@ def test_checkpoint_of_another_architecture_or_corrupt_gives_clear_error(toy_dir
   assert _tree_digest(os.path.join(workdir, 'checkpoints')) == before
 
 
+@pytest.mark.slow
 def test_nan_stops_with_the_step_and_keeps_checkpoints_finite(toy_dir, tmp_path):
   config = tiny_config(toy_dir)
-  config.optimizer.schedule = 'constant'
-  config.optimizer.learning_rate = 1e30
+  # The learning rate explodes at step 18 of 36, after the checkpoints of steps 4-16.
+  config.optimizer.schedule = 'piecewise'
+  config.optimizer.boundaries = (0.5,)
+  config.optimizer.decay_factor = 1e33
   with pytest.raises(FloatingPointError, match=r'non-finite loss or gradients at step (\d+)') as e:
     train_and_evaluate(config, str(tmp_path), **QUIET)
   bad_step = int(str(e.value).split('at step ')[1].split()[0])
   mngr = checkpoint.manager(os.path.join(str(tmp_path), 'checkpoints'), read_only=True)
-  assert all(step <= bad_step for step in mngr.all_steps())
+  steps = mngr.all_steps()
+  assert steps and all(step <= bad_step for step in steps)
 
 
 def test_nonfinite_batch_leaves_the_state_unchanged():
@@ -193,15 +201,6 @@ def test_train_step_uses_step_dependent_dropout_keys():
   assert float(m1['loss']) == float(m1b['loss'])  # same (key, step): same masks
   _, m2 = step(state.replace(step=state.step + 1), batch, key)
   assert float(m1['loss']) != float(m2['loss'])  # next step: new masks, same params
-
-
-def test_label_smoothing_matches_the_formula():
-  logits = jnp.array([[2.0, 0.5, -1.0]])
-  eps, k = 0.1, 3
-  logp = jax.nn.log_softmax(logits)[0]
-  expected = -((1 - eps) * logp[1] + eps / k * logp.sum())
-  np.testing.assert_allclose(cross_entropy(logits, jnp.array([1]), eps)[0], expected,
-                             rtol=1e-6)
 
 
 def test_ema_follows_the_incremental_formula():
@@ -246,43 +245,6 @@ def test_eval_flip_config_reaches_the_evaluation(toy_dir):
   expected = plain.evaluate(mirrored, 'test')
   assert flipped['loss'] != plain.evaluate(state, 'test')['loss']
   np.testing.assert_allclose(flipped['loss'], expected['loss'], rtol=1e-6)
-
-
-def _opt_config(**fields):
-  base = dict(name='sgd', learning_rate=1.0, schedule='constant', momentum=0.0)
-  return ml_collections.ConfigDict({**base, **fields})
-
-
-def test_schedules_against_hand_values():
-  warm = optim.make_schedule(_opt_config(warmup_steps=10), 100)
-  assert float(warm(0)) == 0.0 and abs(float(warm(5)) - 0.5) < 1e-6 and float(warm(50)) == 1.0
-  piece = optim.make_schedule(_opt_config(schedule='piecewise', boundaries=(0.5, 0.75),
-                                          decay_factor=0.1), 100)
-  np.testing.assert_allclose([float(piece(s)) for s in (0, 49, 51, 74, 76, 99)],
-                             [1, 1, 0.1, 0.1, 0.01, 0.01], rtol=1e-6)
-  cosine = optim.make_schedule(_opt_config(schedule='cosine'), 100)
-  np.testing.assert_allclose([float(cosine(s)) for s in (0, 50, 100)], [1, 0.5, 0], atol=1e-6)
-  with pytest.raises(ValueError, match="schedule='linear' is unknown"):
-    optim.make_schedule(_opt_config(schedule='linear'), 10)
-  with pytest.raises(ValueError, match="name='rmsprop' is unknown"):
-    optim.make_optimizer(_opt_config(name='rmsprop'), 10)
-
-
-@pytest.mark.parametrize('name', ['sgd', 'adamw'])
-def test_weight_decay_skips_biases(name):
-  params = {'kernel': jnp.ones((2, 2)), 'bias': jnp.ones((2,))}
-  tx = optim.make_optimizer(_opt_config(name=name, learning_rate=0.1, weight_decay=0.5), 10)
-  zero = jax.tree.map(jnp.zeros_like, params)
-  updates, _ = tx.update(zero, tx.init(params), params)
-  assert float(jnp.abs(updates['bias']).max()) == 0.0
-  assert float(updates['kernel'][0, 0]) == pytest.approx(-0.05)  # -lr * wd * w
-
-
-def test_grad_clipping_bounds_the_update():
-  tx = optim.make_optimizer(_opt_config(grad_clip_norm=1.0), 10)
-  params = {'w': jnp.zeros(4)}
-  updates, _ = tx.update({'w': jnp.full(4, 10.0)}, tx.init(params), params)
-  assert float(jnp.linalg.norm(updates['w'])) == pytest.approx(1.0, rel=1e-5)
 
 
 def test_unknown_override_names_the_closest_fields():
@@ -338,6 +300,7 @@ def test_aux_loss_adds_the_weighted_auxiliary_cross_entropy():
   np.testing.assert_allclose(with_aux['loss'], plain['loss'] + 0.3 * aux, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_half_precision_trains_in_bfloat16_with_float32_parameters(toy_dir, tmp_path):
   config = tiny_config(toy_dir)
   config.num_epochs = 1
@@ -354,6 +317,7 @@ class _Interrupt(Exception):
   pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('stream', [False, True])
 def test_interrupted_run_resumes_to_the_same_result(toy_dir, tmp_path, stream):
   """In memory and streamed from the host: stop after epoch 2's log line, resume."""

@@ -1,5 +1,7 @@
-"""The model zoo: every registered architecture runs in both modes under jit, and has
-the parameter count its reference publishes (or a hand count where there is none).
+"""The model zoo and its registry: every registered architecture runs in both modes under
+jit, has the parameter count its reference publishes (or a hand count where there is
+none), and computes the logits of an independent numpy forward pass (golden logits);
+every experiment config builds its model; SimpleCNN's per-block settings.
 
 Full-size models are only traced (``jax.eval_shape``), never initialised: their counts
 need shapes, not values. The behavioural test runs each model at a tiny width with
@@ -9,8 +11,11 @@ initialisers costs more on a 2-core CPU than everything else here together.
 
 import dataclasses
 import functools
+import glob
 import importlib
+import json
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +23,10 @@ import numpy as np
 import pytest
 
 from cnn_jax import models
+from make_golden import PATH as GOLDEN_PATH
+from make_golden import GOLDEN, golden_array, golden_variables, variable_shapes
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = jax.random.key(0)
 IMAGENET, CIFAR, MNIST, MNIST1D = (224, 224, 3), (32, 32, 3), (28, 28, 1), (40, 1)
 
@@ -289,11 +297,16 @@ def test_half_precision_models_still_return_float32_logits():
   assert out.dtype == jnp.float32
 
 
-_CONFIGS = ['fashion_mnist_cnn', 'fashion_mnist_fast', 'fashion_mnist_93', 'lenet5_fashion_mnist',
-            'mlp_fashion_mnist', 'resnet20_cifar10', 'alexnet_imagenet', 'googlenet_imagenet',
-            'resnet50_imagenet', 'cnn1d_mnist1d', 'mnist1d_fast']
-_INPUTS = {'fashion_mnist': MNIST, 'cifar10': CIFAR, 'imagenet2012': IMAGENET,
+# Every experiment config (discovered, so a new one is checked without being listed).
+_CONFIGS = sorted(os.path.basename(path)[:-len('.py')] for path in
+                  glob.glob(os.path.join(ROOT, 'experiments', 'configs', '*.py'))
+                  if not path.endswith('__init__.py'))
+_INPUTS = {'mnist': MNIST, 'fashion_mnist': MNIST, 'cifar10': CIFAR, 'imagenet2012': IMAGENET,
            'mnist1d': MNIST1D}
+
+
+def test_configs_are_discovered():
+  assert {'fashion_mnist_cnn', 'resnet20_cifar10', 'googlenet_imagenet'} <= set(_CONFIGS)
 
 
 @pytest.mark.parametrize('config_name', _CONFIGS)
@@ -318,3 +331,115 @@ def test_image_models_refuse_an_unbatched_input_by_name(name, label):
   with pytest.raises(ValueError, match=rf'{label} expects a batch \(N, H, W, C\), got shape '
                                        rf'\(32, 32, 3\)'):
     model.init(KEY, jnp.zeros((32, 32, 3)))
+
+
+# ------------------------------------------- SimpleCNN specifics and registry errors
+
+
+def test_simple_cnn_2d_shapes_and_parameter_count():
+  model = models.create('simple_cnn', features=(32, 64), hidden=(128,), num_classes=10)
+  variables = model.init(KEY, jnp.zeros((2, 28, 28, 1)))
+  assert model.apply(variables, jnp.zeros((2, 28, 28, 1))).shape == (2, 10)
+  # Hand count: conv 3*3*1*32+32, conv 3*3*32*64+64, dense 7*7*64*128+128, head 128*10+10.
+  expected = (9 * 32 + 32) + (9 * 32 * 64 + 64) + (7 * 7 * 64 * 128 + 128) + (128 * 10 + 10)
+  assert _count(variables['params']) == expected
+
+
+def test_simple_cnn_1d_per_block_settings():
+  model = models.create('simple_cnn', features=(8, 16), kernel_size=(5, 3), strides=(1, 2),
+                        pool=('max', 'none'), hidden=(), num_classes=10)
+  x = jnp.zeros((3, 40, 1))
+  variables = model.init(KEY, x)
+  assert variables['params']['conv0']['kernel'].shape == (5, 1, 8)
+  assert variables['params']['conv1']['kernel'].shape == (3, 8, 16)
+  # 40 -> conv SAME 40 -> pool 20 -> conv stride 2 SAME 10; head sees 10*16 features.
+  assert variables['params']['head']['kernel'].shape == (160, 10)
+  assert model.apply(variables, x).shape == (3, 10)
+
+
+def test_simple_cnn_batch_norm_per_block():
+  model = models.create('simple_cnn', features=(4, 8), batch_norm=(True, False), hidden=(),
+                        num_classes=10)
+  x = jax.random.normal(KEY, (6, 8, 8, 1)) * 3 + 2
+  variables = model.init(KEY, x)
+  params = variables['params']
+  # BatchNorm replaces conv0's bias; conv1 keeps its own.
+  assert 'bias' not in params['conv0'] and 'conv1_bn' not in params
+  expected = (9 * 4 + 2 * 4) + (9 * 4 * 8 + 8) + (2 * 2 * 8 * 10 + 10)
+  assert _count(params) == expected
+  assert jax.tree.map(jnp.shape, variables['batch_stats']) == {
+      'conv0_bn': {'mean': (4,), 'var': (4,)}}
+  # In training the conv0 output is normalised over (N, H, W): before the activation
+  # each channel has mean 0 and variance 1 (the BatchNorm's scale and offset start at
+  # 1 and 0). Captured with capture_intermediates.
+  _, state = model.apply(variables, x, train=True, mutable=['batch_stats', 'intermediates'],
+                         capture_intermediates=lambda m, _: m.name == 'conv0_bn')
+  y = np.asarray(state['intermediates']['conv0_bn']['__call__'][0])
+  np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0, atol=1e-5)
+  np.testing.assert_allclose(y.var(axis=(0, 1, 2)), 1, rtol=1e-3)
+
+
+def test_simple_cnn_dropout_only_in_training():
+  model = models.create('simple_cnn', features=(4,), hidden=(16,), dropout_rate=0.5,
+                        dense_dropout_rate=0.5)
+  x = jax.random.normal(KEY, (4, 8, 8, 1))
+  variables = model.init(KEY, x)
+  eval1, eval2 = model.apply(variables, x), model.apply(variables, x, train=False)
+  np.testing.assert_array_equal(eval1, eval2)
+  t1 = model.apply(variables, x, train=True, rngs={'dropout': jax.random.key(1)})
+  t2 = model.apply(variables, x, train=True, rngs={'dropout': jax.random.key(2)})
+  assert not np.allclose(t1, eval1) and not np.allclose(t1, t2)
+
+
+def test_registry_errors_name_the_problem():
+  with pytest.raises(ValueError, match=r"unknown model 'simple_cn'.*simple_cnn"):
+    models.create('simple_cn')
+  with pytest.raises(ValueError, match=r"no field\(s\) \['dropout'\].*dropout_rate"):
+    models.create('simple_cnn', dropout=0.1)
+  with pytest.raises(ValueError, match=r'kernel_size=\(3, 3, 3\) has 3 entries.*2 conv'):
+    model = models.create('simple_cnn', features=(4, 8), kernel_size=(3, 3, 3))
+    model.init(KEY, jnp.zeros((1, 8, 8, 1)))
+  with pytest.raises(ValueError, match="pool must be 'max', 'avg' or 'none'"):
+    models.create('simple_cnn', pool='min').init(KEY, jnp.zeros((1, 8, 8, 1)))
+
+# ------------------------------------------------ golden logits (tests/make_golden.py)
+
+with np.load(GOLDEN_PATH) as _golden:
+  GOLDEN_LOGITS = {key: _golden[key] for key in _golden.files if key != 'meta'}
+  GOLDEN_META = json.loads(str(_golden['meta']))
+
+
+def _tuples(value):
+  """JSON lists back to the tuples the models' fields and shapes are."""
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  return value
+
+
+def test_golden_file_covers_every_registered_model():
+  assert {meta['model'] for meta in GOLDEN_META.values()} == set(models.names())
+  assert set(GOLDEN_META) == set(GOLDEN_LOGITS) == set(GOLDEN)
+  assert os.path.getsize(GOLDEN_PATH) < 100_000
+  for logits in GOLDEN_LOGITS.values():  # not degenerate: depends on input and class
+    assert np.ptp(logits, axis=0).min() > 0 and np.ptp(logits, axis=1).min() > 0
+
+
+@pytest.mark.parametrize('key', sorted(GOLDEN_META))
+def test_logits_match_the_numpy_reference(key):
+  """Eval-mode logits against float64 numpy forward passes of the same weights.
+
+  The weights and inputs are closed-form functions of their names
+  (``make_golden.golden_array``); the stored names and shapes say whether a failure is
+  a changed parameter tree or a changed computation.
+  """
+  meta = _tuples(GOLDEN_META[key])
+  model = models.create(meta['model'], **meta['fields'])
+  shapes = variable_shapes(model, meta['input_shape'])
+  assert shapes == meta['shapes'], 'parameter names or shapes changed'
+  variables = golden_variables(shapes)
+  x = golden_array('input', (GOLDEN_LOGITS[key].shape[0], *meta['input_shape']))
+  apply = jax.jit(model.apply).lower(variables, x).compile(
+      {'xla_backend_optimization_level': 0})  # compile time dominates; speed is irrelevant
+  np.testing.assert_allclose(apply(variables, x), GOLDEN_LOGITS[key], rtol=1e-4, atol=2e-5)

@@ -3,14 +3,17 @@
 Two pipelines, chosen by the dataset's size (``catalog.DatasetSpec.stream``):
 
 * Small datasets (MNIST-, CIFAR-size) are loaded once with :func:`cnn_jax.data.load`,
-  put on the device, and batched there: the batch of global step ``s`` is
-  ``batch_indices(seed, s, n, batch_size)``, a slice of the permutation of epoch
-  ``s // steps_per_epoch`` derived from ``(seed, epoch)`` alone. Inside a jitted step
-  ``images[batch_indices(...)]`` gathers on the device, so there is no per-step
-  host-to-device copy, and resuming at step ``s`` gives the batches an uninterrupted run
-  would have seen. On several hosts each process holds the whole (small) dataset
-  replicated, ``to_global_array(x, NamedSharding(mesh, P()))``, and the jitted gather
-  produces the batch with whatever sharding the step asks for.
+  put on the device, and batched there. The train loop computes each epoch's order once,
+  ``perm = epoch_permutation(data_key, epoch, n)`` with the run's data key (split from
+  its seed); step ``s`` of the run takes ``perm[i * batch_size:(i + 1) * batch_size]``
+  of epoch ``s // steps_per_epoch``, with ``i = s % steps_per_epoch``, gathered from the
+  images inside the jitted step (the last ``n % batch_size`` examples of each epoch's
+  order are left out). So there is no per-step host-to-device copy, and resuming at
+  step ``s`` gives the batches an uninterrupted run would have seen;
+  :func:`batch_indices` is the same slice as a pure function of (key, step). On several
+  hosts each process holds the whole (small) dataset replicated,
+  ``to_global_array(x, NamedSharding(mesh, P()))``, and the jitted gather produces the
+  batch with whatever sharding the step asks for.
 * Large datasets (ImageNet) stream with :func:`stream`: TFDS ``data_source`` (random
   access into array_record files) and grain, which reads and decodes in threads. Global
   position ``p`` of the stream is example ``shuffle_e(p mod n)`` of epoch

@@ -8,10 +8,10 @@ import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from cnn_jax import layers
-from cnn_jax.models.common import activation, check_image_batch, downsample, per_block
+from cnn_jax.models.common import (activation, check_image_batch, dense_head, downsample,
+                                   per_block)
 
 
 class AlexNet(nn.Module):
@@ -93,13 +93,9 @@ class AlexNet(nn.Module):
       if i in (0, 1, n - 1):
         x = downsample(x, self.pool, self.pool_window, self.pool_stride, 'VALID', act=act,
                        dtype=self.dtype, name=f'pool{i + 1}')
-    x = x.reshape(x.shape[0], -1)
-    for i, width in enumerate(self.hidden):
-      x = act(layers.Dense(width, dtype=self.dtype, name=f'fc{n + 1 + i}')(x))
-      x = layers.Dropout(self.dropout_rate, name=f'dropout{n + 1 + i}')(
-          x, deterministic=not train)
-    x = layers.Dense(self.num_classes, dtype=self.dtype, name='head')(x)
-    return x.astype(jnp.float32)
+    return dense_head(x, self.hidden, self.num_classes, act=act, dropout_rate=self.dropout_rate,
+                      train=train, dtype=self.dtype,
+                      names=lambda i: (f'fc{n + 1 + i}', f'dropout{n + 1 + i}'))
 
 
 # 32x32 inputs (CIFAR): a 5x5 stride-1 stem instead of the 11x11 stride-4 one, and

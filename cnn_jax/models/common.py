@@ -1,5 +1,6 @@
 """Building blocks shared by the architectures: setting broadcast, activations,
-the pooling-or-strided-conv choice, and conv -> BatchNorm -> activation.
+the pooling-or-strided-conv choice, conv -> BatchNorm -> activation, and the dense
+classifier head.
 
 The helpers create submodules in the calling module's ``@nn.compact`` scope, so their
 parameters sit flat under the names they are given (``'conv1'``, ``'conv1_bn'``).
@@ -7,7 +8,7 @@ parameters sit flat under the names they are given (``'conv1'``, ``'conv1_bn'``)
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -135,3 +136,42 @@ def conv_bn(x, features: int, kernel: int, *, strides: int = 1, padding: Any = N
     x = layers.BatchNorm(use_running_average=not train, momentum=bn_momentum,
                          epsilon=bn_epsilon, dtype=dtype, name=f'{name}_bn')(x)
   return act(x) if act is not None else x
+
+
+def dense_head(x, hidden: Sequence[int], num_classes: int, *, act: Callable, dropout_rate: Any,
+               train: bool, dtype: Any = None,
+               names: Callable[[int], tuple[str, str]] = lambda i: (f'dense{i}', f'dropout{i}'),
+               head: str = 'head'):
+  """Flatten -> [Dense -> ``act`` -> Dropout] per hidden width -> Dense logits.
+
+  The layer names are the caller's so that each architecture keeps the names of its
+  reference (``fc6``/``fc7`` in AlexNet, ``f6`` and ``output`` in LeNet-5): checkpoints
+  and the PyTorch mirror in ``experiments/torch_reference.py`` address parameters by
+  them, and dropout keys are folded from them.
+
+  Args:
+    x: ``(N, ...)`` features; everything after the batch axis is flattened.
+    hidden: widths of the hidden dense layers (may be empty).
+    num_classes: width of the output layer.
+    act: activation after each hidden dense layer.
+    dropout_rate: dropout after each hidden layer, one value or one per layer.
+    train: enables dropout (needs a ``'dropout'`` rng).
+    dtype: computation dtype.
+    names: ``i -> (dense name, dropout name)`` of hidden layer ``i``.
+    head: the output layer's name.
+
+  Returns:
+    Logits ``(N, num_classes)`` in float32, whatever ``dtype`` (a softmax in bfloat16
+    loses the small probabilities).
+
+  Raises:
+    ValueError: if a per-layer ``dropout_rate`` does not have one entry per hidden layer.
+  """
+  rates = per_block(dropout_rate, len(hidden), 'dropout_rate', 'hidden layers (len(hidden))')
+  x = x.reshape(x.shape[0], -1)
+  for i, (width, rate) in enumerate(zip(hidden, rates)):
+    dense, dropout = names(i)
+    x = act(layers.Dense(width, dtype=dtype, name=dense)(x))
+    x = layers.Dropout(rate, name=dropout)(x, deterministic=not train)
+  x = layers.Dense(num_classes, dtype=dtype, name=head)(x)
+  return x.astype(jnp.float32)

@@ -7,10 +7,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from cnn_jax import layers
-from cnn_jax.models.common import activation, check_image_batch, downsample
+from cnn_jax.models.common import activation, check_image_batch, dense_head, downsample
 
 # The paper's input field; smaller images (28x28 MNIST) are zero-padded up to it.
 _FIELD = 32
@@ -91,9 +90,6 @@ class LeNet5(nn.Module):
     x = downsample(x, self.pool, self.pool_window, self.pool_window, 'VALID', act=act,
                    dtype=self.dtype, name='s4')
     x = act(layers.Conv(c5, k, padding='VALID', dtype=self.dtype, name='c5')(x))
-    x = x.reshape(x.shape[0], -1)
-    for i, width in enumerate(self.hidden):
-      x = act(layers.Dense(width, dtype=self.dtype, name=f'f{6 + i}')(x))
-      x = layers.Dropout(self.dropout_rate, name=f'dropout{6 + i}')(x, deterministic=not train)
-    x = layers.Dense(self.num_classes, dtype=self.dtype, name='output')(x)
-    return x.astype(jnp.float32)
+    return dense_head(x, self.hidden, self.num_classes, act=act, dropout_rate=self.dropout_rate,
+                      train=train, dtype=self.dtype,
+                      names=lambda i: (f'f{6 + i}', f'dropout{6 + i}'), head='output')

@@ -10,10 +10,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from cnn_jax import layers
-from cnn_jax.models.common import activation, per_block
+from cnn_jax.models.common import activation, dense_head
 
 
 class MLP(nn.Module):
@@ -49,14 +48,8 @@ class MLP(nn.Module):
     Returns:
       Logits ``(N, num_classes)`` in float32.
     """
-    act = activation(self.activation)
-    rates = per_block(self.dropout_rate, len(self.hidden), 'dropout_rate',
-                      'hidden layers (len(hidden))')
     x = x.reshape(x.shape[0], -1)
     x = layers.Dropout(self.input_dropout_rate, name='input_dropout')(x,
                                                                        deterministic=not train)
-    for i, (width, rate) in enumerate(zip(self.hidden, rates)):
-      x = act(layers.Dense(width, dtype=self.dtype, name=f'dense{i}')(x))
-      x = layers.Dropout(rate, name=f'dropout{i}')(x, deterministic=not train)
-    x = layers.Dense(self.num_classes, dtype=self.dtype, name='head')(x)
-    return x.astype(jnp.float32)
+    return dense_head(x, self.hidden, self.num_classes, act=activation(self.activation),
+                      dropout_rate=self.dropout_rate, train=train, dtype=self.dtype)

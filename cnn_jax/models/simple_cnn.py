@@ -9,10 +9,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from cnn_jax import layers
-from cnn_jax.models.common import activation, conv_bn, downsample, per_block
+from cnn_jax.models.common import activation, conv_bn, dense_head, downsample, per_block
 
 
 class SimpleCNN(nn.Module):
@@ -85,10 +84,6 @@ class SimpleCNN(nn.Module):
       x = downsample(x, pool, window, window, 'VALID', act=act, dtype=self.dtype,
                      name=f'pool{i}')
       x = layers.Dropout(rate, name=f'dropout{i}')(x, deterministic=not train)
-    x = x.reshape(x.shape[0], -1)
-    for i, width in enumerate(self.hidden):
-      x = act(layers.Dense(width, dtype=self.dtype, name=f'dense{i}')(x))
-      x = layers.Dropout(self.dense_dropout_rate, name=f'dense_dropout{i}')(
-          x, deterministic=not train)
-    x = layers.Dense(self.num_classes, dtype=self.dtype, name='head')(x)
-    return x.astype(jnp.float32)
+    return dense_head(x, self.hidden, self.num_classes, act=act,
+                      dropout_rate=self.dense_dropout_rate, train=train, dtype=self.dtype,
+                      names=lambda i: (f'dense{i}', f'dense_dropout{i}'))

@@ -4,8 +4,10 @@ Every knob is a field of ``config.optimizer``:
 
 * ``name``: ``'sgd'`` (``momentum``, ``nesterov``), ``'adam'``, ``'adamw'``.
 * ``learning_rate`` and ``schedule``: ``'constant'``, ``'cosine'``, ``'one_cycle'``,
-  ``'piecewise'`` (``boundaries`` as fractions of the run, ``decay_factor`` at each);
-  ``warmup_steps`` prepends a linear warm-up to constant, cosine and piecewise.
+  ``'piecewise'`` (``boundaries`` as fractions of the whole run, warm-up included, so
+  ``(1/3, 2/3)`` of 90 epochs decays at epochs 30 and 60 whatever the warm-up;
+  ``decay_factor`` at each); ``warmup_steps`` prepends a linear warm-up to constant,
+  cosine and piecewise (cosine decays over the steps after it).
 * ``weight_decay``: decoupled for AdamW, added to the gradient for SGD/Adam; only on
   kernels (arrays with 2+ dims): biases and BatchNorm scales/offsets are not decayed.
 * ``grad_clip_norm``: clip the global gradient norm (0: off).
@@ -31,7 +33,8 @@ def make_schedule(config, total_steps: int) -> optax.Schedule:
     An optax schedule.
 
   Raises:
-    ValueError: for an unknown schedule or bad boundaries.
+    ValueError: for an unknown schedule, or boundaries that are not increasing
+      fractions in (0, 1) or fall inside the warm-up.
   """
   lr = config.learning_rate
   name = config.get('schedule', 'constant')
@@ -49,9 +52,13 @@ def make_schedule(config, total_steps: int) -> optax.Schedule:
     if any(not 0 < b < 1 for b in boundaries) or list(boundaries) != sorted(boundaries):
       raise ValueError(f'optimizer.boundaries={boundaries} must be increasing fractions '
                        f'of the run in (0, 1)')
+    # Boundaries are steps of the run; the schedule after the warm-up counts from its end.
+    steps = [int(b * total_steps) for b in boundaries]
+    if warmup and steps[0] <= warmup:
+      raise ValueError(f'optimizer.boundaries={boundaries} put the first decay at step '
+                       f'{steps[0]} of {total_steps}, inside the warm-up of {warmup} steps')
     factor = config.get('decay_factor', 0.1)
-    main = optax.piecewise_constant_schedule(
-        lr, {int(b * decay_steps): factor for b in boundaries})
+    main = optax.piecewise_constant_schedule(lr, {s - warmup: factor for s in steps})
   else:
     raise ValueError(f'optimizer.schedule={name!r} is unknown; use one of {SCHEDULES}')
   if not warmup:
