@@ -7,12 +7,12 @@ with a different gradient each step, so momentum and bias correction both matter
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from cnn_jax.train import optim
 from cnn_jax.train.steps import cross_entropy
+from experiments.configs import default
 
 # A kernel (decayed) and a bias (never decayed), and one gradient per step.
 PARAMS = {'kernel': np.array([[0.5, -1.0], [2.0, 0.25]]), 'bias': np.array([0.3, -0.7])}
@@ -22,8 +22,11 @@ GRADS = [{'kernel': np.array([[0.1, -0.2], [0.3, 0.05]]), 'bias': np.array([-0.4
 
 
 def _opt_config(**fields):
-  base = dict(name='sgd', learning_rate=1.0, schedule='constant', momentum=0.0)
-  return ml_collections.ConfigDict({**base, **fields})
+  """The schema's optimizer fields, plain SGD at rate 1 unless ``fields`` say otherwise."""
+  config = default.get_config().optimizer
+  config.update({'name': 'sgd', 'learning_rate': 1.0, 'schedule': 'constant',
+                 'momentum': 0.0, **fields})
+  return config
 
 
 def _run(config):

@@ -37,8 +37,8 @@ def make_schedule(config, total_steps: int) -> optax.Schedule:
       fractions in (0, 1) or fall inside the warm-up.
   """
   lr = config.learning_rate
-  name = config.get('schedule', 'constant')
-  warmup = int(config.get('warmup_steps', 0))
+  name = config.schedule
+  warmup = int(config.warmup_steps)
   if name == 'one_cycle':
     # One-cycle has its own warm-up (the first 30% of the run).
     return optax.cosine_onecycle_schedule(max(total_steps, 1), lr)
@@ -48,7 +48,7 @@ def make_schedule(config, total_steps: int) -> optax.Schedule:
   elif name == 'cosine':
     main = optax.cosine_decay_schedule(lr, decay_steps)
   elif name == 'piecewise':
-    boundaries = tuple(config.get('boundaries', (0.5, 0.75)))
+    boundaries = tuple(config.boundaries)
     if any(not 0 < b < 1 for b in boundaries) or list(boundaries) != sorted(boundaries):
       raise ValueError(f'optimizer.boundaries={boundaries} must be increasing fractions '
                        f'of the run in (0, 1)')
@@ -57,7 +57,7 @@ def make_schedule(config, total_steps: int) -> optax.Schedule:
     if warmup and steps[0] <= warmup:
       raise ValueError(f'optimizer.boundaries={boundaries} put the first decay at step '
                        f'{steps[0]} of {total_steps}, inside the warm-up of {warmup} steps')
-    factor = config.get('decay_factor', 0.1)
+    factor = config.decay_factor
     main = optax.piecewise_constant_schedule(lr, {s - warmup: factor for s in steps})
   else:
     raise ValueError(f'optimizer.schedule={name!r} is unknown; use one of {SCHEDULES}')
@@ -86,10 +86,10 @@ def make_optimizer(config, total_steps: int) -> optax.GradientTransformation:
   """
   lr = make_schedule(config, total_steps)
   name = config.name
-  wd = config.get('weight_decay', 0.0)
+  wd = config.weight_decay
   if name == 'sgd':
-    base = optax.sgd(lr, momentum=config.get('momentum', 0.9) or None,
-                     nesterov=config.get('nesterov', False))
+    base = optax.sgd(lr, momentum=config.momentum or None,
+                     nesterov=config.nesterov)
   elif name == 'adam':
     base = optax.adam(lr)
   elif name == 'adamw':
@@ -97,7 +97,7 @@ def make_optimizer(config, total_steps: int) -> optax.GradientTransformation:
   else:
     raise ValueError(f'optimizer.name={name!r} is unknown; use one of {OPTIMIZERS}')
   parts = []
-  if config.get('grad_clip_norm', 0.0):
+  if config.grad_clip_norm:
     parts.append(optax.clip_by_global_norm(config.grad_clip_norm))
   if wd and name != 'adamw':
     # L2 added to the gradient before the update rule (classic SGD weight decay).
