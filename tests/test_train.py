@@ -1,5 +1,6 @@
 """The training engine in-process: steps, optimizers, the loop, the workdir contract."""
 
+import functools
 import hashlib
 import json
 import os
@@ -412,3 +413,29 @@ def test_compile_twice_and_top5_from_the_logits_width(toy_dir):
   batch = {'image': jnp.zeros((2, 1)), 'label': jnp.array([7, 6]), 'mask': jnp.ones(2)}
   # Class 7 is among the five largest logits (7..11), class 6 is not.
   assert float(eval_step(state, batch)['correct_top5']) == 1.0
+
+
+def test_non_finite_step_rolls_back_the_whole_state():
+  """Parameters, Adam moments, BatchNorm statistics and the EMA all stay as they were."""
+  model = SimpleCNN(features=(4,), hidden=(8,), batch_norm=True, dropout_rate=0.1)
+  tx = optax.adam(1e-2)
+  images = jax.random.uniform(jax.random.key(1), (8, 8, 8, 1))
+  labels = jnp.arange(8) % 10
+  state = create_train_state(model, tx, jax.random.key(0), images, use_ema=True)
+  step = jax.jit(functools.partial(train_step, ema_decay=0.9))
+  # Two good steps first, so every part of the state holds values a rollback could lose.
+  for _ in range(2):
+    state, metrics = step(state, {'image': images, 'label': labels}, jax.random.key(2))
+  assert int(metrics['bad_step']) == NO_BAD_STEP
+  poisoned = images.at[0, 0, 0, 0].set(jnp.nan)
+  after, metrics = step(state, {'image': poisoned, 'label': labels}, jax.random.key(2))
+  assert int(metrics['bad_step']) == 2 and int(after.step) == 3
+  parts = {'params': (state.params, after.params),
+           'opt_state': (state.opt_state, after.opt_state),
+           'batch_stats': (state.batch_stats, after.batch_stats),
+           'ema_params': (state.ema_params, after.ema_params)}
+  for name, (before, now) in parts.items():
+    leaves = jax.tree.leaves(before)
+    assert leaves, name
+    for old, new in zip(leaves, jax.tree.leaves(now)):
+      np.testing.assert_array_equal(np.asarray(new), np.asarray(old), err_msg=name)
