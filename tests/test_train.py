@@ -14,7 +14,7 @@ import pytest
 from configs.tiny import get_config as tiny_config
 from idx_files import prepare_toy_tfds
 
-from cnn_jax import config_utils, models
+from cnn_jax import models
 from cnn_jax.models.simple_cnn import SimpleCNN
 from cnn_jax.train import checkpoint
 from cnn_jax.train.loop import train_and_evaluate
@@ -246,39 +246,6 @@ def test_eval_flip_config_reaches_the_evaluation(toy_dir):
   expected = plain.evaluate(mirrored, 'test')
   assert flipped['loss'] != plain.evaluate(state, 'test')['loss']
   np.testing.assert_allclose(flipped['loss'], expected['loss'], rtol=1e-6)
-
-
-def test_unknown_override_names_the_closest_fields():
-  argv = ['train', '--config', 'experiments/configs/fashion_mnist_cnn.py',
-          '--config.model.dropout_rat=0.3']
-  with pytest.raises(SystemExit, match=r"'model.dropout_rat'.*model.dropout_rate"):
-    config_utils.check_overrides(argv, 'config', 'unused.py')
-  config_utils.check_overrides(argv[:3] + ['--config.model.dropout_rate=0.3'], 'config',
-                               'unused.py')
-
-
-def test_sequence_override_of_a_one_value_field_says_to_use_a_config_file(tmp_path):
-  # A flag is parsed as the field's current type, so strides=(1,2,2) on an int field
-  # cannot work from the command line; a derived config file can set it.
-  argv = ['train', '--config', 'experiments/configs/fashion_mnist_cnn.py',
-          '--config.model.strides=(1,2,2)']
-  with pytest.raises(SystemExit, match=r'model.strides holds one value \(1\).*config '
-                     r'file that builds on this one \(config.model.strides = \(1,2,2\)\)'):
-    config_utils.check_overrides(argv, 'config', 'unused.py')
-  config_utils.check_overrides(argv[:3] + ['--config.model.features=(8,16)'], 'config',
-                               'unused.py')  # a tuple field takes a tuple
-  derived = tmp_path / 'per_block.py'
-  derived.write_text('from experiments.configs import fashion_mnist_cnn\n'
-                     'def get_config():\n'
-                     '  config = fashion_mnist_cnn.get_config()\n'
-                     '  config.model.strides = (1, 2)\n'
-                     '  return config\n')
-  config = config_utils.load_config(str(derived))
-  fields = dict(config.model)
-  model = models.create(fields.pop('name'), **fields)
-  variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
-  # 28 -> conv 28 -> pool 14 -> conv stride 2: 7 -> pool 3; the dense layer sees 3*3*64.
-  assert variables['params']['dense0']['kernel'].shape == (3 * 3 * 64, 128)
 
 
 def test_aux_loss_adds_the_weighted_auxiliary_cross_entropy():
