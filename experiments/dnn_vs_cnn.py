@@ -5,11 +5,6 @@
   python -m experiments.dnn_vs_cnn --notrain       # the parameter table alone (seconds)
 """
 
-import os
-
-# TensorFlow (the data layer's) C++ start-up chatter; set before anything imports it.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 from absl import app, flags
 
 from cnn_jax import dnn_vs_cnn

@@ -9,9 +9,6 @@ feature maps, confusion matrix, worst-classified images) are drawn only with --w
 import json
 import os
 
-# TensorFlow (the data layer's) C++ start-up chatter; set before anything imports it.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 from absl import app, flags
 
 from cnn_jax import data as data_lib
@@ -42,7 +39,7 @@ def _describe(workdir: str, config, step: int) -> str:
 
 
 def main(argv):
-  cli.start(argv, quiet=False)
+  cli.start(argv)
   try:
     run = viz.load_workdir(_WORKDIR.value, _CHECKPOINT.value) if _WORKDIR.value else None
   except FileNotFoundError as e:
