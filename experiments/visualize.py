@@ -14,6 +14,7 @@ from absl import app, flags
 from cnn_jax import data as data_lib
 from cnn_jax import viz
 from cnn_jax.train.loop import SUMMARY_FILE
+from cnn_jax.viz.common import DPI
 from cnn_jax.viz.page import TrainedRun
 from experiments import cli
 from experiments.configs import fashion_mnist_cnn
@@ -24,7 +25,7 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir: adds the tr
                                'pictures.')
 _CHECKPOINT = flags.DEFINE_string('checkpoint', 'latest', "'latest' or a step.")
 _IMAGE = flags.DEFINE_integer('image_index', 0, 'The test image to draw.')
-_DPI = flags.DEFINE_integer('dpi', 90, 'Resolution of the PNGs.')
+_DPI = flags.DEFINE_integer('dpi', DPI, 'Resolution of the PNGs.')
 
 
 def _describe(workdir: str, config, step: int) -> str:

@@ -20,7 +20,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from cnn_jax import models
 from cnn_jax.summary import Row, Summary, summarize
-from cnn_jax.viz.common import WIDTH, Plot, new_figure
+from cnn_jax.viz.common import DPI, WIDTH, Plot, new_figure
 
 _TORCHVISION = 'https://pytorch.org/vision/stable/models.html'
 
@@ -203,7 +203,7 @@ def cost_chart(entries: Sequence[Architecture], summaries: Sequence[Summary]) ->
 
 
 def write_gallery(out_dir: str, entries: Sequence[Architecture] = GALLERY,
-                  dpi: int = 150) -> list[str]:
+                  dpi: int = DPI) -> list[str]:
   """Writes ``architectures.md`` into ``out_dir`` and its PNGs into ``out_dir/figures``.
 
   Returns:
@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                                    description=__doc__.split('\n\n')[0])
   parser.add_argument('--out', default='docs', help='folder for architectures.md (its '
                       'figures go to OUT/figures)')
-  parser.add_argument('--dpi', type=int, default=150, help='resolution of the PNGs')
+  parser.add_argument('--dpi', type=int, default=DPI, help='resolution of the PNGs')
   args = parser.parse_args(argv)
   for path in write_gallery(args.out, dpi=args.dpi):
     print(path)
