@@ -289,9 +289,9 @@ def test_half_precision_models_still_return_float32_logits():
   assert out.dtype == jnp.float32
 
 
-_CONFIGS = ['fashion_mnist_cnn', 'fashion_mnist_fast', 'fashion_mnist_93', 'lenet5_fashion_mnist',
-            'mlp_fashion_mnist', 'resnet20_cifar10', 'alexnet_imagenet', 'googlenet_imagenet',
-            'resnet50_imagenet', 'cnn1d_mnist1d', 'mnist1d_fast']
+_CONFIGS = ['fashion_mnist_cnn', 'fashion_mnist_lesson', 'fashion_mnist_fast', 'fashion_mnist_93',
+            'lenet5_fashion_mnist', 'mlp_fashion_mnist', 'resnet20_cifar10', 'alexnet_imagenet',
+            'googlenet_imagenet', 'resnet50_imagenet', 'cnn1d_mnist1d', 'mnist1d_fast']
 _INPUTS = {'fashion_mnist': MNIST, 'cifar10': CIFAR, 'imagenet2012': IMAGENET,
            'mnist1d': MNIST1D}
 
