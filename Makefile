@@ -3,7 +3,7 @@
 setup:
 	bash setup.sh
 train: setup
-	.venv/bin/python -m experiments.train --workdir runs/fashion_mnist_cnn
+	.venv/bin/python -m experiments.train
 test: setup
 	.venv/bin/python -m pytest -q tests
 bench-torch: setup

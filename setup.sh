@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates ./.venv with the pinned requirements and makes sure the offline dataset is
-# installed. Safe to re-run: it only reinstalls when requirements.txt changed.
+# installed. Safe to re-run: it only reinstalls when requirements.txt or
+# requirements-docs.txt changed.
 #
 #   bash setup.sh && .venv/bin/python -m experiments.train     # main job
 #   bash setup.sh && .venv/bin/python -m pytest -q tests         # tests
@@ -40,12 +41,13 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 
+# requirements-docs.txt: what the tests need to execute the tutorial notebook.
 stamp=.venv/.requirements.sha256
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-docs.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup.sh: installing requirements into .venv" >&2
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r requirements.txt
+  .venv/bin/python -m pip install -q -r requirements.txt -r requirements-docs.txt
   echo "$want" > "$stamp"
 fi
 

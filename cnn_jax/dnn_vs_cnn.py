@@ -12,7 +12,8 @@ Two parts:
   (:func:`cnn_jax.summary.summarize`) at each input shape, and their first
   parameterised layer is read off (the tests compare them with the formulas). The
   whole models' counts are listed too: the CNN's dense layer on flattened features
-  grows with the input as well, which only a global pooling head would avoid.
+  grows with the input as well, which a global pooling head avoids (ResNet-20, whose
+  head is a global average pool, has the same parameters at every input size).
 * :func:`compare`: both models trained on the same data (Fashion-MNIST) with ``n``
   seeds each (:func:`cnn_jax.train.replicas.train_seeds`), reported with parameters,
   forward FLOPs per example, test accuracy mean ± std and wall time.
@@ -29,19 +30,21 @@ from typing import Sequence
 
 import numpy as np
 
-from cnn_jax import config_utils, provenance
-from cnn_jax.train import replicas
+from cnn_jax import config_utils, models, provenance
 from cnn_jax.data import catalog
 from cnn_jax.summary import Row, Summary, summarize
+from cnn_jax.train import replicas
 from cnn_jax.train.trainer import build_model
-from cnn_jax.viz.common import Plot, new_figure
+from cnn_jax.viz.common import DPI, Plot, new_figure
 
 INPUT_SIZES = (28, 32, 64, 128, 224, 256)
 CHANNELS = (1, 3)
 DEFAULT_WORKDIR = 'runs/dnn_vs_cnn'
 GROWTH_FIGURE = 'params_vs_input_size.png'
 ACCURACY_FIGURE = 'accuracy_vs_params.png'
-_COLORS = {'dense': 'tab:blue', 'conv': 'tab:orange'}
+GAP_MODEL = 'resnet20'  # a CNN with a global average pooling head
+_COLORS = {'dense': 'tab:blue', 'conv': 'tab:orange', 'mlp': 'tab:blue', 'cnn': 'tab:orange',
+           'gap_cnn': 'tab:green'}
 
 
 def first_layer(summary: Summary) -> Row:
@@ -57,8 +60,8 @@ def first_layer(summary: Summary) -> Row:
 
 
 def growth_table(mlp_config: str, cnn_config: str,
-                 sizes: Sequence[int] = INPUT_SIZES, channels: Sequence[int] = CHANNELS
-                 ) -> list[dict]:
+                 sizes: Sequence[int] = INPUT_SIZES, channels: Sequence[int] = CHANNELS,
+                 gap_model: str = GAP_MODEL) -> list[dict]:
   """First-layer and total parameters of the MLP and the CNN per square input size.
 
   Args:
@@ -66,14 +69,16 @@ def growth_table(mlp_config: str, cnn_config: str,
     cnn_config: config file of the convolutional model.
     sizes: input sides ``s`` (inputs ``s x s x c``).
     channels: input channels ``c`` (1: grayscale, 3: RGB).
+    gap_model: a registered model with a global pooling head, for comparison.
 
   Returns:
     One dict per (size, channels): ``size``, ``channels``, ``inputs`` (``s * s * c``),
     ``dense_first_layer`` and ``conv_first_layer`` (parameters of each model's first
-    layer), ``mlp_params`` and ``cnn_params`` (whole models).
+    layer), ``mlp_params``, ``cnn_params`` and ``gap_cnn_params`` (whole models).
   """
   mlp = build_model(config_utils.load_config(mlp_config))
   cnn = build_model(config_utils.load_config(cnn_config))
+  gap = models.create(gap_model)
   table = []
   for c in channels:
     for s in sizes:
@@ -81,7 +86,8 @@ def growth_table(mlp_config: str, cnn_config: str,
       table.append({'size': s, 'channels': c, 'inputs': s * s * c,
                     'dense_first_layer': first_layer(dense).params,
                     'conv_first_layer': first_layer(conv).params,
-                    'mlp_params': dense.params, 'cnn_params': conv.params})
+                    'mlp_params': dense.params, 'cnn_params': conv.params,
+                    'gap_cnn_params': summarize(gap, (s, s, c)).params})
   return table
 
 
@@ -119,32 +125,46 @@ def compare(configs: dict[str, str], seeds: int = 3,
 
 
 def params_vs_input_size(table: list[dict]) -> Plot:
-  """First-layer parameters of both models against the input side, log scale.
+  """Parameters against the input side, log scale: the first layers (left) and the
+  whole models (right: the MLP, the CNN with its dense head on flattened features, and
+  a CNN with a global average pooling head).
 
   Returns:
-    Plot with ``data = {'sizes', 'dense': {c: counts}, 'conv': {c: counts}}``.
+    Plot with ``data = {'sizes', 'dense': {c: counts}, 'conv': {c: counts}, 'mlp':
+    {c: counts}, 'cnn': {c: counts}, 'gap_cnn': {c: counts}}``.
   """
   sizes = sorted({r['size'] for r in table})
-  data = {'sizes': np.array(sizes), 'dense': {}, 'conv': {}}
-  fig, axes = new_figure(1, 1, 4.5)
-  ax = axes[0, 0]
+  data = {'sizes': np.array(sizes), 'dense': {}, 'conv': {}, 'mlp': {}, 'cnn': {},
+          'gap_cnn': {}}
+  fig, axes = new_figure(1, 2, 4.5)
+  panels = ((axes[0, 0], (('dense', 'o', 'dense first layer', 'dense_first_layer'),
+                          ('conv', 's', 'conv first layer', 'conv_first_layer'))),
+            (axes[0, 1], (('mlp', 'o', 'MLP', 'mlp_params'),
+                          ('cnn', 's', 'CNN, dense head', 'cnn_params'),
+                          ('gap_cnn', '^', f'{GAP_MODEL}, global pooling',
+                           'gap_cnn_params'))))
   for c, line in zip(sorted({r['channels'] for r in table}), ('-', '--', ':', '-.')):
     rows = sorted((r for r in table if r['channels'] == c), key=lambda r: r['size'])
     name = {1: 'grayscale', 3: 'RGB'}.get(c, f'{c} channels')
-    for kind, style in (('dense', 'o'), ('conv', 's')):
-      counts = np.array([r[f'{kind}_first_layer'] for r in rows])
-      data[kind][c] = counts
-      ax.plot(sizes, counts, style + line, color=_COLORS[kind],
-              label=f'{kind} first layer, {name}')
-  ax.set_xscale('log', base=2)
-  ax.set_yscale('log')
-  ax.set_xticks(sizes, [str(s) for s in sizes])
-  ax.minorticks_off()
-  ax.set_xlabel('input side s (inputs s x s x channels)')
-  ax.set_ylabel('parameters of the first layer')
-  ax.set_title('Dense first layer grows with the input; a conv layer does not', fontsize=10)
-  ax.grid(True, which='major', alpha=0.3)
-  ax.legend(fontsize=8)
+    for ax, series in panels:
+      for kind, marker, label, key in series:
+        counts = np.array([r[key] for r in rows])
+        data[kind][c] = counts
+        ax.plot(sizes, counts, marker + line, color=_COLORS[kind], label=f'{label}, {name}')
+  for ax, what in ((axes[0, 0], 'parameters of the first layer'),
+                   (axes[0, 1], 'parameters of the whole model')):
+    ax.set_xscale('log', base=2)
+    ax.set_yscale('log')
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel('input side s (inputs s x s x channels)')
+    ax.set_ylabel(what)
+    ax.grid(True, which='major', alpha=0.3)
+    ax.legend(fontsize=7)
+  axes[0, 0].set_title('A dense first layer grows with the input;\na conv layer does not',
+                       fontsize=9)
+  axes[0, 1].set_title('Whole models: a dense head on flattened maps grows too;\na global '
+                       'pooling head does not', fontsize=9)
   return Plot(fig, data)
 
 
@@ -212,10 +232,10 @@ def run(configs: dict[str, str], seeds: int = 3, train: bool = True,
              'trained': compare(configs, seeds, workdir, runner, log) if train else []}
   if out:
     provenance.write_results(out, results, format_results(results))
-    params_vs_input_size(growth).figure.savefig(os.path.join(out, GROWTH_FIGURE), dpi=100)
+    params_vs_input_size(growth).figure.savefig(os.path.join(out, GROWTH_FIGURE), dpi=DPI)
     if results['trained']:
       accuracy_vs_params(results['trained']).figure.savefig(
-          os.path.join(out, ACCURACY_FIGURE), dpi=100)
+          os.path.join(out, ACCURACY_FIGURE), dpi=DPI)
   return results
 
 

@@ -129,6 +129,17 @@ class Summary:
     return '\n'.join(text)
 
 
+  def markdown(self) -> str:
+    """Formats the summary as a markdown table, one row per layer, then a totals row."""
+    lines = ['| layer | type | output | params | FLOPs | RF | jump |',
+             '|---|---|---|--:|--:|--:|--:|']
+    lines += [f'| `{r.name}` | {r.kind} | {_dims(r.output_shape)} | {r.params:,} | '
+              f'{r.flops:,} | {_field(r.rf_size)} | {_field(r.rf_jump)} |' for r in self.rows]
+    lines.append(f'| **total** | | {_dims(self.output_shape)} | **{self.params:,}** | '
+                 f'**{self.flops:,}** | | |')
+    return '\n'.join(lines)
+
+
 def _dims(shape: tuple[int, ...]) -> str:
   """``(7, 7, 64)`` -> ``'7x7x64'``."""
   return 'x'.join(map(str, shape))

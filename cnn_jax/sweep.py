@@ -59,6 +59,7 @@ from cnn_jax.train.trainer import build_model
 from cnn_jax.train.workdir import SUMMARY_FILE
 from cnn_jax.train.metrics import METRICS_FILE
 from cnn_jax.viz import sweep_figures
+from cnn_jax.viz.common import DPI
 
 MANIFEST_FILE = 'sweep.json'
 RESULTS_CSV = 'results.csv'
@@ -422,7 +423,7 @@ def read_curves(workdir: str, rows: Sequence[dict]) -> list[dict]:
 
 
 def write_results(workdir: str, rows: Sequence[dict], axes: dict, command: str = '',
-                  dpi: int = 100) -> dict[str, str]:
+                  dpi: int = DPI) -> dict[str, str]:
   """Writes ``results.csv``, ``results.md`` and the three plots into ``workdir``.
 
   Returns:

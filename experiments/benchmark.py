@@ -12,9 +12,6 @@
 import functools
 import os
 
-# TensorFlow (the data layer's) C++ start-up chatter; set before anything imports it.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 from absl import app, flags
 
 from cnn_jax import benchmark

@@ -2,6 +2,7 @@
 logging, the ``--config`` flag, the command line recorded beside results, and the
 optional PyTorch reference."""
 
+import logging as std_logging
 import os
 import shlex
 import sys
@@ -9,8 +10,17 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+import cnn_jax
 from cnn_jax import config_utils
 
+_VERBOSE = flags.DEFINE_bool(
+    'verbose', False, "Show the libraries' own logs (TensorFlow, TFDS, orbax start-up and "
+    'INFO lines, progress bars), which are hidden by default.')
+
+# Log records from files under these folders are ours; other packages' are shown from
+# ERROR up only, unless --verbose.
+_OUR_DIRS = tuple(os.path.dirname(os.path.abspath(f)) + os.sep
+                  for f in (cnn_jax.__file__, __file__))
 
 # The reference configs, found from this package so any working directory works;
 # relative, so results record 'experiments/configs/...' when run from the repo root.
@@ -37,17 +47,38 @@ def define_config(default: str, help_string: str, *, is_main: bool):
   return config_flags.DEFINE_config_file('config', default, help_string)
 
 
-def start(argv, quiet: bool = True) -> None:
-  """Refuses positional arguments; with ``quiet``, logs warnings and above only.
+class _OursOnly(std_logging.Filter):
+  """Lets through our own records, and other packages' from ERROR up."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return record.levelno >= std_logging.ERROR or record.pathname.startswith(_OUR_DIRS)
+
+
+def start(argv) -> None:
+  """Refuses positional arguments and, without ``--verbose``, quietens the libraries.
+
+  Quiet means: TensorFlow's C++ start-up notices off (it is imported later, only to
+  build a dataset or write TensorBoard files), no TFDS progress bars, absl logging at
+  WARNING, and other packages' records (TFDS, orbax) shown from ERROR up only. Our own
+  one-line notices (building a dataset, resuming a run) still show.
 
   Raises:
     app.UsageError: for arguments that are not flags.
   """
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  if quiet and not flags.FLAGS['verbosity'].present:
-    # Orbax and TFDS log every save and read at INFO; --verbosity=0 brings them back.
+  if _VERBOSE.value:
+    return
+  # TF_CPP_MIN_LOG_LEVEL hides TensorFlow's C++ INFO and WARNING lines, but not the
+  # oneDNN notice it prints at import; oneDNN only speeds up TensorFlow's own maths,
+  # which building a dataset does not use.
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (no TensorFlow)
+  tfds.display_progress_bar(False)
+  if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
+  logging.get_absl_handler().addFilter(_OursOnly())
 
 
 def command_line(module: str) -> str:

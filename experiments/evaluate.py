@@ -17,7 +17,7 @@ _SPLIT = flags.DEFINE_enum('split', 'test', ['test', 'eval'], 'Split to evaluate
 
 
 def main(argv):
-  cli.start(argv, quiet=False)
+  cli.start(argv)
   print(json.dumps(evaluate_checkpoint(_WORKDIR.value, _CHECKPOINT.value, _SPLIT.value)))
 
 

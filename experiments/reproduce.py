@@ -9,11 +9,6 @@ References whose dataset is not prepared are reported as skipped, with the comma
 prepares them; finished references are read back from --workdir, not trained again.
 """
 
-import os
-
-# TensorFlow (the data layer's) C++ start-up chatter; set before anything imports it.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 from absl import app, flags
 
 from cnn_jax import reproduce

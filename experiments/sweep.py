@@ -13,9 +13,6 @@ plots into the workdir and prints the table.
 
 import os
 
-# TensorFlow (the data layer's) C++ start-up chatter; set before anything imports it.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 from absl import app, flags
 from ml_collections import config_flags
 

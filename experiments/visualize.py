@@ -9,14 +9,12 @@ feature maps, confusion matrix, worst-classified images) are drawn only with --w
 import json
 import os
 
-# TensorFlow (the data layer's) C++ start-up chatter; set before anything imports it.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 from absl import app, flags
 
 from cnn_jax import data as data_lib
 from cnn_jax import viz
 from cnn_jax.train.workdir import SUMMARY_FILE
+from cnn_jax.viz.common import DPI
 from cnn_jax.viz.page import TrainedRun
 from experiments import cli
 from experiments.configs import fashion_mnist_cnn
@@ -27,7 +25,7 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir: adds the tr
                                'pictures.')
 _CHECKPOINT = flags.DEFINE_string('checkpoint', 'latest', "'latest' or a step.")
 _IMAGE = flags.DEFINE_integer('image_index', 0, 'The test image to draw.')
-_DPI = flags.DEFINE_integer('dpi', 90, 'Resolution of the PNGs.')
+_DPI = flags.DEFINE_integer('dpi', DPI, 'Resolution of the PNGs.')
 
 
 def _describe(workdir: str, config, step: int) -> str:
@@ -42,7 +40,7 @@ def _describe(workdir: str, config, step: int) -> str:
 
 
 def main(argv):
-  cli.start(argv, quiet=False)
+  cli.start(argv)
   try:
     run = viz.load_workdir(_WORKDIR.value, _CHECKPOINT.value) if _WORKDIR.value else None
   except FileNotFoundError as e:

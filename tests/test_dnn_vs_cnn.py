@@ -38,6 +38,9 @@ def test_growth_table_equals_the_closed_forms():
     flat = (s // 4) ** 2 * cnn.features[1]
     assert r['cnn_params'] == (k * k * c * f + f + k * k * f * 64 + 64 + (flat + 1) * 69
                                + 70 * 10)
+    # ResNet-20 (global pooling head): 269,722 on RGB (He et al. 2016, Table 6: 0.27M)
+    # at every size; grayscale saves 2 x 9 x 16 weights of its bias-free 3x3 stem conv.
+    assert r['gap_cnn_params'] == 269_722 - (3 - c) * 9 * 16
   assert table[0]['dense_first_layer'] == 200_960 and table[0]['conv_first_layer'] == 320
   assert table[0]['mlp_params'] == 235_146  # the MLP config's documented count
 
@@ -48,6 +51,8 @@ def test_first_layer_skips_parameterless_layers():
   assert list(plot.data['sizes']) == [28]
   assert list(plot.data['dense'][1]) == [200_960]  # dense0, not the input dropout
   assert list(plot.data['conv'][1]) == [320]
+  assert list(plot.data['mlp'][1]) == [235_146]
+  assert list(plot.data['gap_cnn'][1]) == [table[0]['gap_cnn_params']]
 
 
 class FakeRunner:

@@ -394,3 +394,17 @@ def test_tiny_sweep_end_to_end(tmp_path_factory):
       for i in (0, 1):
         assert os.path.exists(os.path.join(workdir, f'model.strides={strides}',
                                            f'replica_{i:02d}', 'metrics.jsonl'))
+
+
+def test_plots_label_axes_and_every_panel_in_words():
+  axes = {'model.pool': ['max', 'conv'], 'model.dropout_rate': [0.0, 0.5]}
+  rows = [{'model.pool': p, 'model.dropout_rate': r, 'n': 1, 'test_accuracy_mean': 0.9,
+           'test_accuracy_std': None, 'train_accuracy_mean': 0.95, 'gap_mean': 0.05,
+           'gap_std': None} for p in ('max', 'conv') for r in (0.0, 0.5)]
+  for plot in (sweep_figures.test_accuracy(rows, axes),
+               sweep_figures.overfitting_gap(rows, axes)):
+    for ax in plot.figure.axes:
+      assert ax.get_xlabel() == 'dropout rate (after each conv block)'
+      labels = [t.get_text() for t in ax.get_legend().texts]
+      assert any(t.startswith('stride-2 conv instead of pooling') for t in labels)
+      assert any(t.startswith('max pooling') for t in labels)

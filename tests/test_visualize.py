@@ -18,6 +18,15 @@ def _size(plot, height):
   np.testing.assert_allclose(plot.figure.get_size_inches(), (WIDTH, height))
 
 
+def _images(plot):
+  """The AxesImages of the figure's panels (not of its colour bars)."""
+  return [im for ax in plot.figure.axes if ax.get_label() != '<colorbar>' for im in ax.images]
+
+
+def _colorbars(plot):
+  return [ax.get_ylabel() for ax in plot.figure.axes if ax.get_label() == '<colorbar>']
+
+
 def test_weighted_sum_is_conv1d():
   plot = viz.conv1d_weighted_sum([1, 3, 2, 0, -1], [1, 0, -1], position=1)
   _size(plot, 4.5)
@@ -38,6 +47,11 @@ def test_stride_and_padding_lengths():
   _size(plot, 1.6 * 4 + 0.4)
   # floor((n + 2p - k) / s) + 1 by hand.
   assert plot.data['lengths'] == {(0, 1): 6, (0, 2): 3, (1, 1): 8, (1, 2): 4}
+  for ax in plot.figure.axes:
+    # Outputs are discrete: markers only, no line joining them; every panel has a legend.
+    assert all(line.get_linestyle() == 'None' for line in ax.lines)
+    assert ax.get_legend() is not None
+  assert 'zero padding' in [t.get_text() for t in plot.figure.axes[2].get_legend().texts]
   for (p, s), out in plot.data['outputs'].items():
     assert len(out) == plot.data['lengths'][(p, s)]
     np.testing.assert_allclose(out, ops.conv1d(signal[:, None], kernel[:, None, None],
@@ -49,6 +63,11 @@ def test_correlation_vs_convolution_hand_values():
   _size(plot, 2.6)
   np.testing.assert_allclose(plot.data['convolution'], [1, 4, 10, 12, 9])
   np.testing.assert_allclose(plot.data['correlation'], [3, 8, 14, 8, 3])
+  # An impulse: convolution copies an asymmetric kernel, correlation mirrors it.
+  plot = viz.correlation_vs_convolution([0, 1, 0], [1, 2, 3])
+  np.testing.assert_allclose(plot.data['convolution'], [0, 1, 2, 3, 0])
+  np.testing.assert_allclose(plot.data['correlation'], [0, 3, 2, 1, 0])
+  assert 'flipped to [3.0, 2.0, 1.0]' in plot.figure.axes[2].get_title()
 
 
 def test_edge_filters_2d_equal_conv2d():
@@ -59,6 +78,14 @@ def test_edge_filters_2d_equal_conv2d():
     np.testing.assert_allclose(
         plot.data['outputs'][name],
         ops.conv2d(IMAGE, k[:, :, None, None], padding='SAME')[..., 0], rtol=1e-6)
+  # Responses: one diverging scale centred at 0, with a colour bar; kernels named.
+  responses = _images(plot)[-2:]
+  lim = max(np.abs(o).max() for o in plot.data['outputs'].values())
+  for im in responses:
+    assert im.get_cmap().name == 'RdBu_r'
+    np.testing.assert_allclose(im.get_clim(), (-lim, lim), rtol=1e-6)
+  assert len(_colorbars(plot)) == 1
+  assert [ax.get_title() for ax in plot.figure.axes[1:3]] == ['kernel: v', 'kernel: h']
 
 
 def test_rgb_kernel_sums_the_channels():
@@ -73,8 +100,10 @@ def test_rgb_kernel_sums_the_channels():
 
 
 def test_padding_stride_2d_shapes():
-  plot = viz.padding_stride_2d(IMAGE, np.ones((3, 3), np.float32))
-  assert len(plot.figure.axes) == 5
+  plot = viz.padding_stride_2d(IMAGE, np.ones((3, 3), np.float32), kernel_name='box')
+  assert len(_images(plot)) == 5 and _colorbars(plot) == ['output, before any ReLU']
+  assert 'box 3x3' in plot.figure.get_suptitle()
+  assert len({im.get_clim() for im in _images(plot)[1:]}) == 1  # one scale
   shapes = {k: v.shape for k, v in plot.data['outputs'].items()}
   assert shapes == {('VALID', 1): (6, 6), ('SAME', 1): (8, 8), ('VALID', 2): (3, 3),
                     ('SAME', 2): (4, 4)}
@@ -88,6 +117,9 @@ def test_pooling_grid_keeps_a_quarter():
   np.testing.assert_allclose(plot.data['avg'], [[2.5, 4.5], [10.5, 12.5]])
   assert plot.data['kept_fraction'] == 0.25
   assert plot.data['kept'].sum() == 4
+  # One colour scale across the three panels: the grid's range.
+  assert {im.get_clim() for im in _images(plot)} == {(0.0, 15.0)}
+  assert _colorbars(plot) == ['value']
 
 
 def test_pooling_image_equals_ops():
@@ -107,6 +139,8 @@ def test_dropout_masks_keep_about_one_minus_rate():
                                                 jax.random.fold_in(key, i)))
     assert abs(plot.data['kept_fraction'][rate] - (1 - rate)) < 0.03
     np.testing.assert_allclose(np.unique(out), [0, 1 / (1 - rate)], rtol=1e-6)
+  assert len(_colorbars(plot)) == 1
+  np.testing.assert_allclose([im.get_clim() for im in _images(plot)], [(0, 4), (0, 4)])
 
 
 def test_spatial_dropout_drops_whole_channels():
@@ -116,6 +150,7 @@ def test_spatial_dropout_drops_whole_channels():
   nonzero = np.all(plot.data['spatial'] != 0, axis=(0, 1))
   assert np.all(zero | nonzero)
   np.testing.assert_array_equal(~zero, plot.data['kept_channels'])
+  assert len(_colorbars(plot)) == 1
 
 
 def test_receptive_field_growth_lenet5():
@@ -126,6 +161,9 @@ def test_receptive_field_growth_lenet5():
   expected = [(r.name, r.size, r.jump) for r in ops.receptive_field(layers, 28)]
   assert plot.data['layers'] == expected
   assert [s for _, s, _ in expected] == [5, 6, 14, 16, 32]
+  # All panels on one scale, and the caption states the whole rule.
+  assert len({(ax.get_xlim(), ax.get_ylim()) for ax in plot.figure.axes}) == 1
+  assert 'a 2x2 pool adds (2 - 1) x jump and doubles the jump' in plot.figure.get_suptitle()
 
 
 @pytest.fixture(scope='module')
@@ -141,13 +179,20 @@ def test_first_layer_filters_are_the_kernel(tiny_cnn):
   plot = viz.first_layer_filters(variables)
   assert plot.data['layer'] == 'conv0'
   np.testing.assert_array_equal(plot.data['kernel'], variables['params']['conv0']['kernel'])
-  assert len(plot.figure.axes) == 3
+  assert len(_images(plot)) == 3 and _colorbars(plot) == ['weight']
+  lim = np.abs(plot.data['kernel']).max()
+  assert {im.get_clim() for im in _images(plot)} == {(-lim, lim)}
 
 
 def test_feature_maps_equal_the_ops(tiny_cnn):
   model, variables, images = tiny_cnn
-  plot = viz.feature_maps(model, variables, images[0], max_channels=4)
+  plot = viz.feature_maps(model, variables, images[0], max_channels=4, label='Coat')
   _size(plot, 1.25 * 5 + 0.3)
+  assert 'Coat' in plot.figure.get_suptitle()
+  assert _colorbars(plot) == ['before ReLU', 'value', 'before ReLU', 'value']
+  conv_images = _images(plot)[1:4]  # conv0's channels: diverging, centred at zero
+  assert all(im.get_cmap().name == 'RdBu_r' for im in conv_images)
+  assert all(im.get_clim()[0] == -im.get_clim()[1] for im in conv_images)
   maps = plot.data['maps']
   assert list(maps) == ['conv0', 'pool0', 'conv1', 'pool1']
   p = variables['params']

@@ -13,6 +13,8 @@ import random
 import numpy as np
 import tensorflow_datasets as tfds
 
+from cnn_jax.data import catalog
+
 _LENGTH = 40  # the package's default final_seq_length
 
 _CITATION = """\
@@ -45,7 +47,7 @@ def generate() -> dict[str, np.ndarray]:
   return {key: data[key] for key in ('x', 'y', 'x_test', 'y_test')}
 
 
-class Mnist1d(tfds.core.GeneratorBasedBuilder):
+class Mnist1d(catalog.BuiltLocally, tfds.core.GeneratorBasedBuilder):
   """MNIST-1D: ten 1-D digit templates, randomly padded, translated, scaled, sheared."""
 
   name = 'mnist1d'

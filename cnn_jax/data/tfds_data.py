@@ -156,6 +156,15 @@ def prepare(name: str, *, data_dir: str | None = None, from_dir: str | None = No
                    f'{prepare_command(name, data_dir)}')
 
 
+# What ensure_prepared builds a dataset from, by its catalog local_source.
+_LOCAL_FILES = {'idx': 'IDX files', 'cifar': 'archive', 'manual': 'ImageNet archives'}
+
+
+def _announce(line: str) -> None:
+  """One line on stderr before a slow, one-time step, whatever the logging verbosity."""
+  print(line, file=sys.stderr, flush=True)
+
+
 def ensure_prepared(config) -> tfds.core.DatasetBuilder:
   """The builder of ``config.name``, prepared first when that needs no permission.
 
@@ -180,9 +189,13 @@ def ensure_prepared(config) -> tfds.core.DatasetBuilder:
   if target.is_prepared():
     return target
   if spec.local_source == 'generated' or config.download:
+    _announce(f'{"downloading" if config.download else "generating"} {config.name} into '
+              f'{target.data_dir} (once) ...')
     return prepare(config.name, data_dir=config.data_dir, download=config.download)
   if config.prepare_from_dir and os.path.isdir(config.prepare_from_dir):
-    logging.info('preparing %s from %s (once)', config.name, config.prepare_from_dir)
+    what = _LOCAL_FILES.get(spec.local_source, 'files')
+    _announce(f'building {config.name} from the local {what} in {config.prepare_from_dir} '
+              f'into {target.data_dir} (once) ...')
     return prepare(config.name, data_dir=config.data_dir, from_dir=config.prepare_from_dir)
   missing = (f' (dataset.prepare_from_dir={config.prepare_from_dir!r} does not exist)'
              if config.prepare_from_dir else '')
@@ -367,7 +380,7 @@ def _local_files_builder(name: str, splits, label_names, hashes, data_dir):
   """
   base = tfds.builder_cls(name)
 
-  class FromLocalFiles(base, skip_registration=True):
+  class FromLocalFiles(catalog.BuiltLocally, base, skip_registration=True):
 
     def _info(self):
       info = super()._info()

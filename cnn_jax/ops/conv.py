@@ -3,8 +3,9 @@
 Like every deep-learning framework, :func:`conv1d`, :func:`conv2d` and :func:`conv`
 compute a *cross-correlation*: the kernel slides over the input without being flipped,
 ``y[i] = sum_k x[i * stride + k * dilation] * w[k]``. Since the kernel is learned, the
-flip makes no difference to what a network can represent. :func:`convolve1d` is the
-true convolution of signal processing (kernel flipped, like ``numpy.convolve``).
+flip makes no difference to what a network can represent. :func:`convolve1d` and
+:func:`convolve2d` are the true convolutions of signal processing (kernel flipped, like
+``numpy.convolve`` and ``scipy.signal.convolve2d``).
 """
 
 from __future__ import annotations
@@ -413,3 +414,50 @@ def convolve1d(a, v, mode: str = 'full'):
     start = (m - 1) // 2
     return full[start:start + n]
   return full[m - 1:n]
+
+
+def convolve2d(a, v, mode: str = 'full'):
+  """True 2-D convolution of two arrays, kernel flipped on both axes, like
+  ``scipy.signal.convolve2d`` (with its default zero fill).
+
+  ``(a * v)[i, j] = sum_{m, n} a[m, n] v[i - m, j - n]``: every output is one weighted
+  sum over a window, so the result is an array of windows' sums, not one number per row.
+
+  Args:
+    a: 2-D input ``(H, W)``.
+    v: 2-D kernel ``(KH, KW)``.
+    mode: ``'full'`` (shape ``(H + KH - 1, W + KW - 1)``), ``'same'`` (the shape of
+      ``a``, centred as scipy does) or ``'valid'`` (the windows that need no padding,
+      ``(|H - KH| + 1, |W - KW| + 1)``; one array must be at least as large as the
+      other on both axes, and the larger one is taken as the input, as scipy does).
+
+  Returns:
+    2-D array in the promoted dtype of ``a`` and ``v``.
+
+  Raises:
+    ValueError: for non-2-D or empty inputs, an unknown mode, or a ``'valid'``
+      convolution of arrays neither of which is at least as large as the other.
+  """
+  a, v = jnp.asarray(a), jnp.asarray(v)
+  for name, arr in (('a', a), ('v', v)):
+    if arr.ndim != 2 or 0 in arr.shape:
+      raise ValueError(f'convolve2d: {name} must be a non-empty 2-D array, got shape '
+                       f'{tuple(arr.shape)}')
+  if mode not in ('full', 'same', 'valid'):
+    raise ValueError(f"convolve2d: mode must be 'full', 'same' or 'valid', got {mode!r}")
+  if mode == 'valid':
+    a_fits = all(n >= m for n, m in zip(a.shape, v.shape))
+    if not a_fits and not all(m >= n for n, m in zip(a.shape, v.shape)):
+      raise ValueError(f"convolve2d: mode 'valid' needs one array at least as large as "
+                       f'the other on both axes, got a.shape={tuple(a.shape)} and '
+                       f'v.shape={tuple(v.shape)}')
+    if not a_fits:
+      a, v = v, a  # convolution commutes; scipy also slides the smaller over the larger
+  (n1, n2), (m1, m2) = a.shape, v.shape
+  full = conv2d(a[:, :, None], v[::-1, ::-1, None, None], padding='FULL')[..., 0]
+  if mode == 'full':
+    return full
+  if mode == 'same':
+    top, left = (m1 - 1) // 2, (m2 - 1) // 2
+    return full[top:top + n1, left:left + n2]
+  return full[m1 - 1:n1, m2 - 1:n2]

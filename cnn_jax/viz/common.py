@@ -9,6 +9,8 @@ from matplotlib.figure import Figure
 
 # Every figure is this wide (inches); the height is chosen per picture.
 WIDTH = 9.0
+# Resolution of the saved PNGs.
+DPI = 150
 
 
 class Plot(NamedTuple):
@@ -32,18 +34,25 @@ def new_figure(nrows: int, ncols: int, height: float, **subplot_kw):
 
 
 def show_image(ax, image, title: str = '', *, signed: bool = False, extent_of=None,
-               cmap: str = 'gray'):
+               cmap: str = 'gray', limits: tuple[float, float] | None = None,
+               colorbar: str | None = None):
   """Draws an ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` array without ticks.
 
   Args:
     ax: the axes.
     image: the array.
     title: axes title.
-    signed: centre the colour map on zero (a diverging map), for filter responses
-      whose sign matters.
+    signed: centre a diverging colour map on zero (red positive, blue negative), for
+      quantities whose sign matters (filter responses, conv outputs before the ReLU).
     extent_of: an ``(H, W)`` to draw the array stretched over (so maps of different
       sizes compare at the same scale of the input); None draws it pixel for pixel.
-    cmap: colour map for single-channel arrays.
+    cmap: colour map for single-channel arrays that are not ``signed``.
+    limits: ``(vmin, vmax)`` shared with other panels; None scales to this array (with
+      ``signed``, symmetric about zero).
+    colorbar: label of a colour bar beside the axes; None draws none.
+
+  Returns:
+    The ``AxesImage``.
   """
   image = np.asarray(image, np.float32)
   if image.ndim == 3 and image.shape[-1] == 1:
@@ -51,18 +60,31 @@ def show_image(ax, image, title: str = '', *, signed: bool = False, extent_of=No
   kwargs = {}
   if image.ndim == 2:
     if signed:
-      lim = float(np.abs(image).max()) or 1.0
-      kwargs = dict(cmap='RdBu_r', vmin=-lim, vmax=lim)
+      lim = max(abs(limits[0]), abs(limits[1])) if limits else float(np.abs(image).max())
+      kwargs = dict(cmap='RdBu_r', vmin=-(lim or 1.0), vmax=lim or 1.0)
     else:
       kwargs = dict(cmap=cmap)
+      if limits:
+        kwargs.update(vmin=limits[0], vmax=limits[1])
   else:
     image = np.clip(image, 0.0, 1.0)
   if extent_of is not None:
     kwargs['extent'] = (0, extent_of[1], extent_of[0], 0)
-  ax.imshow(image, interpolation='nearest', **kwargs)
+  im = ax.imshow(image, interpolation='nearest', **kwargs)
   ax.set_title(title, fontsize=9)
   ax.set_xticks([])
   ax.set_yticks([])
+  if colorbar is not None:
+    add_colorbar(im, [ax], colorbar)
+  return im
+
+
+def add_colorbar(image, axes, label: str):
+  """A colour bar for ``image`` beside ``axes`` (one axes, or a list sharing the scale)."""
+  bar = image.axes.figure.colorbar(image, ax=axes, shrink=0.85, pad=0.02)
+  bar.set_label(label, fontsize=8)
+  bar.ax.tick_params(labelsize=7)
+  return bar
 
 
 def write_numbers(ax, values, fmt: str = '{:g}', highlight=None):

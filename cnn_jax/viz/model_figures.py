@@ -18,7 +18,7 @@ from matplotlib.patches import Rectangle
 
 from cnn_jax import layers, summary
 from cnn_jax.train.workdir import restore as restore_workdir
-from cnn_jax.viz.common import Plot, new_figure, show_image, write_numbers
+from cnn_jax.viz.common import Plot, add_colorbar, new_figure, show_image, write_numbers
 
 _MAPPED = (layers.Conv, layers.MaxPool, layers.AvgPool)
 
@@ -80,7 +80,9 @@ def receptive_field_growth(model: nn.Module, image) -> Plot:
           if r.kind in ('Conv', 'MaxPool', 'AvgPool') and isinstance(r.rf_size, tuple)]
   found = [(r.name, r.rf_size[0], r.rf_jump[0]) for r in rows]
   h, w = image.shape[:2]
-  fig, axes = new_figure(1, len(found), 2.6)
+  fig, axes = new_figure(1, len(found), 2.9)
+  # One scale for every panel: wide enough for the largest field and its neighbour.
+  margin = max(0.0, max((s + j - min(h, w)) / 2 + 1 for _, s, j in found))
   for ax, (name, size, jump), row in zip(axes[0], found, rows):
     show_image(ax, image, f'{name}: field {size}, jump {jump}')
     # The field may be larger than the input (it then covers zero padding).
@@ -90,9 +92,15 @@ def receptive_field_growth(model: nn.Module, image) -> Plot:
     if row.output_shape[1] > 1:  # a 1x1 map has no neighbour
       ax.add_patch(Rectangle((corner[0] + jump, corner[1]), size, size, fill=False,
                              ec='tab:orange', lw=1, ls='--'))
-    margin = max(0.0, (size + jump - min(h, w)) / 2 + 1)
     ax.set_xlim(-0.5 - margin, w - 0.5 + margin)
     ax.set_ylim(h - 0.5 + margin, -0.5 - margin)
+  axes[0, 0].legend(handles=[Rectangle((0, 0), 1, 1, fill=False, ec='tab:red', lw=2,
+                                       label='field of the centre unit'),
+                             Rectangle((0, 0), 1, 1, fill=False, ec='tab:orange', ls='--',
+                                       label='its neighbour, one jump on')],
+                    fontsize=6, loc='lower left', bbox_to_anchor=(0, -0.32))
+  fig.suptitle('Receptive field: a k x k conv adds (k - 1) x jump; a 2x2 pool adds '
+               '(2 - 1) x jump and doubles the jump (all panels at one scale)', fontsize=9)
   return Plot(fig, {'layers': found})
 
 
@@ -117,26 +125,32 @@ def first_layer_filters(variables: dict, layer: str | None = None) -> Plot:
   cols = min(c_out, 8)
   rows = -(-c_out // cols)
   fig, axes = new_figure(rows, cols, 1.2 * rows + 0.5)
+  shown = kernel.mean(-2)  # (KH, KW, C_out): the mean over the input channels
+  lim = float(np.abs(shown).max())
+  im = None
   for i, ax in enumerate(axes.flat):
     if i >= c_out:
       ax.axis('off')
       continue
-    k = kernel[..., i]
     if c_in == 3:
-      k = (k - k.min()) / (np.ptp(k) or 1.0)
-      show_image(ax, k, f'{i}')
+      k = kernel[..., i]
+      show_image(ax, (k - k.min()) / (np.ptp(k) or 1.0), f'{i}')
     else:
-      show_image(ax, k.mean(-1), f'{i}', signed=True)
+      im = show_image(ax, shown[..., i], f'{i}', signed=True, limits=(-lim, lim))
+  if im is not None:  # RGB filters are drawn as colours, not on a scale
+    add_colorbar(im, list(axes.flat), 'weight' if c_in == 1 else 'mean weight over inputs')
   fig.suptitle(f'{layer}: {c_out} filters of {kernel.shape[0]}x{kernel.shape[1]}x{c_in} '
-               f'(red +, blue -)', fontsize=10)
+               f'(red +, blue -, one scale)', fontsize=10)
   return Plot(fig, {'layer': layer, 'kernel': kernel})
 
 
-def feature_maps(model: nn.Module, variables: dict, image, max_channels: int = 8) -> Plot:
+def feature_maps(model: nn.Module, variables: dict, image, max_channels: int = 8,
+                 label: str = '') -> Plot:
   """The outputs of every conv and pool layer for one input, in evaluation mode.
 
-  A conv's map is its output before the activation; a pool's is after it (the pool
-  takes the activated conv output).
+  A conv's map is its output before the activation, drawn in a diverging map centred at
+  zero; a pool's is after it (the pool takes the activated conv output, >= 0 after a
+  ReLU). Each row has one colour scale and its colour bar.
 
   Args:
     model: the Flax module.
@@ -144,6 +158,7 @@ def feature_maps(model: nn.Module, variables: dict, image, max_channels: int = 8
     image: one model input ``(H, W, C)`` (already through ``data.augment(...,
       train=False)``).
     max_channels: channels drawn per layer (the first ones).
+    label: what the image is (its class), for the title.
 
   Returns:
     Plot with ``data = {'maps': {layer name: (H', W', C') array}}`` (all channels).
@@ -155,16 +170,24 @@ def feature_maps(model: nn.Module, variables: dict, image, max_channels: int = 8
   maps = {'/'.join(path): np.asarray(value[0][0])
           for path, value in _leaves(state['intermediates'])}
   fig, axes = new_figure(len(maps) + 1, max_channels, 1.25 * (len(maps) + 1) + 0.3)
-  show_image(axes[0, 0], image, 'input')
+  show_image(axes[0, 0], image, f'input: {label}' if label else 'input')
   for ax in axes[0, 1:]:
     ax.axis('off')
   for row, (name, m) in enumerate(maps.items(), start=1):
+    signed = bool((m < 0).any())  # conv outputs before the ReLU
+    shown = m[..., :max_channels]
+    lim = (-float(np.abs(shown).max()), float(np.abs(shown).max())) if signed else (
+        0.0, float(shown.max()) or 1.0)
     for ch, ax in enumerate(axes[row]):
       if ch >= m.shape[-1]:
         ax.axis('off')
         continue
-      show_image(ax, m[..., ch], f'ch {ch}', cmap='magma')
+      im = show_image(ax, m[..., ch], f'ch {ch}', cmap='magma', signed=signed, limits=lim)
+    add_colorbar(im, list(axes[row]), 'before ReLU' if signed else 'value')
     axes[row, 0].set_ylabel(f'{name}\n{m.shape[0]}x{m.shape[1]}x{m.shape[2]}', fontsize=8)
+  if label:
+    fig.suptitle(f'Feature maps of one {label} image (first {max_channels} channels per '
+                 'layer)', fontsize=10)
   return Plot(fig, {'maps': maps})
 
 
@@ -213,7 +236,7 @@ def confusion_matrix(labels, predictions, class_names: Sequence[str]) -> Plot:
   accuracy = float(np.trace(matrix) / max(len(labels), 1))
   fig, axes = new_figure(1, 1, 7.5)
   ax = axes[0, 0]
-  ax.imshow(matrix, cmap='Blues')
+  add_colorbar(ax.imshow(matrix, cmap='Blues'), [ax], 'test images')
   write_numbers(ax, matrix, fmt='{:d}')
   ax.set_xticks(range(k), class_names, rotation=45, ha='right', fontsize=8)
   ax.set_yticks(range(k), class_names, fontsize=8)

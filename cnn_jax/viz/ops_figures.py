@@ -12,9 +12,10 @@ from typing import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib.patches import Patch
 
 from cnn_jax import ops
-from cnn_jax.viz.common import Plot, bars, new_figure, show_image, write_numbers
+from cnn_jax.viz.common import Plot, add_colorbar, bars, new_figure, show_image, write_numbers
 
 
 def _np(x) -> np.ndarray:
@@ -59,10 +60,13 @@ def conv1d_weighted_sum(signal, kernel, position: int = 0) -> Plot:
   fig, axes = new_figure(3, 1, 4.5)
   colors = ['tab:orange' if position <= i < position + k else 'tab:blue'
             for i in range(len(signal))]
-  bars(axes[0, 0], signal, 'input x (the window of the written-out output in orange)')
+  bars(axes[0, 0], signal, 'input x')
   for patch, c in zip(axes[0, 0].patches, colors):
     patch.set_color(c)
-  bars(axes[1, 0], kernel, 'kernel w', color='tab:green')
+  axes[0, 0].legend(handles=[Patch(color='tab:orange', label=f'window of y[{position}]'),
+                             Patch(color='tab:blue', label='other inputs')], fontsize=7,
+                    loc='upper right')
+  bars(axes[1, 0], kernel, f'kernel w = {kernel.tolist()}', color='tab:green')
   def num(v):
     return f'({v:g})' if v < 0 else f'{v:g}'
 
@@ -71,6 +75,7 @@ def conv1d_weighted_sum(signal, kernel, position: int = 0) -> Plot:
   bars(axes[2, 0], out, f'output y[{position}] = {terms} = {out[position]:g}')
   axes[2, 0].patches[position].set_color('tab:orange')
   axes[2, 0].set_xlim(axes[0, 0].get_xlim())
+  axes[2, 0].set_xlabel('position', fontsize=8)
   return Plot(fig, {'signal': signal, 'kernel': kernel, 'output': out, 'position': position})
 
 
@@ -95,6 +100,8 @@ def edge_filter_1d(signal, kernel=(1.0, -1.0)) -> Plot:
        f'output {edge}, between inputs {edge} and {edge + 1}', x=np.arange(len(out)) + 0.5,
        color='tab:red')
   axes[1, 0].set_xlim(axes[0, 0].get_xlim())
+  axes[1, 0].set_xlabel('position (outputs drawn between the two inputs they compare)',
+                        fontsize=8)
   return Plot(fig, {'signal': signal, 'kernel': kernel, 'output': out, 'edge_index': edge})
 
 
@@ -127,11 +134,14 @@ def stride_and_padding_1d(signal, kernel,
       ax.plot(pads, np.zeros(len(pads)), 's', color='gray', label='zero padding')
     # Output j is centred on its window, which starts at input j * s - p.
     centres = np.arange(len(out)) * s - p + (k - 1) / 2
-    ax.plot(centres, out, 'o-', color='tab:red', label='output')
-    ax.set_title(f'padding {p}, stride {s}: length floor(({n} + 2·{p} - {k}) / {s}) + 1 = '
-                 f'{length}', fontsize=9)
+    # Outputs are separate numbers: markers, no line between them.
+    ax.plot(centres, out, 'o', color='tab:red', label='output (at its window centre)')
+    ax.set_title(f'kernel {kernel.tolist()}, padding {p}, stride {s}: length '
+                 f'floor(({n} + 2·{p} - {k}) / {s}) + 1 = {length}', fontsize=9)
     ax.tick_params(labelsize=7)
-  axes[0, 0].legend(fontsize=7, loc='upper right')
+    ax.legend(fontsize=7, loc='upper right')
+  axes[-1, 0].set_xlabel('input position (negative and beyond the end: zero padding)',
+                         fontsize=8)
   return Plot(fig, {'outputs': outputs, 'lengths': lengths})
 
 
@@ -149,9 +159,15 @@ def correlation_vs_convolution(a, v) -> Plot:
   a, v = np.asarray(a, np.float32), np.asarray(v, np.float32)
   corr = _conv1d(a, v, padding='FULL')
   conv = _np(ops.convolve1d(jnp.asarray(a), jnp.asarray(v)))
-  fig, axes = new_figure(1, 2, 2.6, sharey=True)
-  bars(axes[0, 0], corr, f'correlation (conv1d, FULL): kernel {v.tolist()} as is')
-  bars(axes[0, 1], conv, 'convolution (convolve1d): kernel flipped', color='tab:purple')
+  fig, axes = new_figure(1, 3, 2.6)
+  bars(axes[0, 0], a, f'signal {a.tolist()}')
+  bars(axes[0, 1], corr, f'correlation (conv1d, FULL):\nkernel {v.tolist()} as is',
+       color='tab:green')
+  bars(axes[0, 2], conv, f'convolution (convolve1d):\nkernel flipped to {v[::-1].tolist()}',
+       color='tab:purple')
+  axes[0, 2].sharey(axes[0, 1])
+  for ax in axes[0]:
+    ax.set_xlabel('position', fontsize=8)
   return Plot(fig, {'correlation': corr, 'convolution': conv})
 
 
@@ -169,13 +185,16 @@ def edge_filters_2d(image, kernels: Mapping[str, np.ndarray]) -> Plot:
   fig, axes = new_figure(2, len(kernels) + 1, 4.6)
   show_image(axes[0, 0], image, f'input {image.shape[0]}x{image.shape[1]}x1')
   axes[1, 0].axis('off')
-  outputs = {}
+  outputs = {name: _conv2d(image, np.asarray(k, np.float32)[..., None], padding='SAME')
+             for name, k in kernels.items()}
+  lim = max(float(np.abs(o).max()) for o in outputs.values())
   for col, (name, kernel) in enumerate(kernels.items(), start=1):
     kernel = np.asarray(kernel, np.float32)
-    outputs[name] = _conv2d(image, kernel[..., None], padding='SAME')
-    show_image(axes[0, col], kernel, f'{name} kernel', signed=True)
+    show_image(axes[0, col], kernel, f'kernel: {name}', signed=True)
     write_numbers(axes[0, col], kernel)
-    show_image(axes[1, col], outputs[name], f'{name} response (red +, blue -)', signed=True)
+    im = show_image(axes[1, col], outputs[name], f'response to {name}', signed=True,
+                    limits=(-lim, lim))
+  add_colorbar(im, list(axes[1, 1:]), 'response (red +, blue -)')
   return Plot(fig, {'outputs': outputs})
 
 
@@ -197,48 +216,57 @@ def rgb_convolution(image, kernel) -> Plot:
                     for c in range(3)])
   out = _conv2d(image, kernel, padding='SAME')
   fig, axes = new_figure(4, 3, 9.5)
+  lim = max(float(np.abs(parts).max()), float(np.abs(out).max()))
   for c, name in enumerate(('red', 'green', 'blue')):
-    show_image(axes[c, 0], image[..., c], f'{name} channel')
+    show_image(axes[c, 0], image[..., c], f'{name} channel', limits=(0, 1),
+               colorbar='intensity')
     show_image(axes[c, 1], kernel[..., c], f'kernel[:, :, {c}] ({name} slice)', signed=True)
     write_numbers(axes[c, 1], kernel[..., c])
-    show_image(axes[c, 2], parts[c], f'{name} contribution', signed=True)
+    show_image(axes[c, 2], parts[c], f'{name} contribution', signed=True, limits=(-lim, lim),
+               colorbar='value (red +, blue -)')
   show_image(axes[3, 0], image, f'RGB input {image.shape[0]}x{image.shape[1]}x3')
   axes[3, 1].axis('off')
   axes[3, 1].text(0.5, 0.5, 'output = sum of the\nthree contributions\n'
                   f'(one {kernel.shape[0]}x{kernel.shape[1]}x3 kernel)', ha='center',
                   va='center', fontsize=10)
-  show_image(axes[3, 2], out, 'output (one channel)', signed=True)
+  show_image(axes[3, 2], out, 'output (one channel)', signed=True, limits=(-lim, lim),
+             colorbar='value (red +, blue -)')
   return Plot(fig, {'contributions': parts, 'output': out})
 
 
 def padding_stride_2d(image, kernel,
                       settings: Sequence[tuple[str, int]] = (('VALID', 1), ('SAME', 1),
-                                                             ('VALID', 2), ('SAME', 2))) -> Plot:
+                                                             ('VALID', 2), ('SAME', 2)),
+                      kernel_name: str = '') -> Plot:
   """One kernel under VALID/SAME padding and strides 1/2, drawn at the input's scale.
 
   Args:
     image: ``(H, W)`` or ``(H, W, 1)``.
     kernel: ``(KH, KW)``.
     settings: ``(padding, stride)`` pairs.
+    kernel_name: named in the figure's title (e.g. ``'vertical Sobel'``).
 
   Returns:
     Plot with ``data = {'outputs': {(padding, stride): ops.conv2d output}}``.
   """
   image, kernel = _gray(image), np.asarray(kernel, np.float32)
   h, w = image.shape[:2]
-  fig, axes = new_figure(1, len(settings) + 1, 2.6)
+  fig, axes = new_figure(1, len(settings) + 1, 2.8)
   show_image(axes[0, 0], image, f'input {h}x{w}', extent_of=(h, w))
-  outputs = {}
-  for ax, (padding, stride) in zip(axes[0, 1:], settings):
-    out = outputs[(padding, stride)] = _conv2d(image, kernel[..., None], padding=padding,
-                                                stride=stride)
+  outputs = {setting: _conv2d(image, kernel[..., None], padding=setting[0], stride=setting[1])
+             for setting in settings}
+  lim = max(float(np.abs(o).max()) for o in outputs.values())
+  for ax, ((padding, stride), out) in zip(axes[0, 1:], outputs.items()):
     # VALID maps cover only the input positions their windows were centred on.
     off = 0 if padding == 'SAME' else (kernel.shape[0] - 1) / 2
-    show_image(ax, out, f'{padding}, stride {stride}: {out.shape[0]}x{out.shape[1]}',
-               signed=True)
-    ax.images[0].set_extent((off, w - off, h - off, off))
+    im = show_image(ax, out, f'{padding}, stride {stride}: {out.shape[0]}x{out.shape[1]}',
+                    signed=True, limits=(-lim, lim))
+    im.set_extent((off, w - off, h - off, off))
     ax.set_xlim(0, w)
     ax.set_ylim(h, 0)
+  add_colorbar(im, list(axes[0, 1:]), 'output, before any ReLU')
+  fig.suptitle(f'{kernel_name or "kernel"} {kernel.shape[0]}x{kernel.shape[1]}, each output '
+               'drawn over the input pixels it is centred on', fontsize=9)
   return Plot(fig, {'outputs': outputs})
 
 
@@ -259,17 +287,19 @@ def pooling_grid(grid) -> Plot:
   kept = grid == np.kron(mx, np.ones((2, 2), np.float32))
   fraction = mx.size / grid.size
   fig, axes = new_figure(1, 3, 3.2)
-  show_image(axes[0, 0], grid, 'input (red: the maxima kept)', cmap='Blues')
+  scale = (float(grid.min()), float(grid.max()))  # one colour scale for the three panels
+  show_image(axes[0, 0], grid, 'input (red: the maxima kept)', cmap='Blues', limits=scale)
   write_numbers(axes[0, 0], grid, highlight=kept)
   for i in range(0, grid.shape[0] + 1, 2):
     axes[0, 0].axhline(i - 0.5, color='black', lw=1.5)
   for j in range(0, grid.shape[1] + 1, 2):
     axes[0, 0].axvline(j - 0.5, color='black', lw=1.5)
   show_image(axes[0, 1], mx, f'max pool 2x2/2: keeps {mx.size} of {grid.size} '
-             f'({fraction:.0%})', cmap='Blues')
+             f'({fraction:.0%})', cmap='Blues', limits=scale)
   write_numbers(axes[0, 1], mx)
-  show_image(axes[0, 2], av, 'average pool 2x2/2', cmap='Blues')
+  im = show_image(axes[0, 2], av, 'average pool 2x2/2', cmap='Blues', limits=scale)
   write_numbers(axes[0, 2], av)
+  add_colorbar(im, list(axes[0]), 'value')
   return Plot(fig, {'max': mx, 'avg': av, 'kept': kept, 'kept_fraction': fraction})
 
 
@@ -287,10 +317,14 @@ def pooling_image(image) -> Plot:
   mx = _np(ops.max_pool(jnp.asarray(image), (2, 2)))[..., 0]
   av = _np(ops.avg_pool(jnp.asarray(image), (2, 2)))[..., 0]
   fig, axes = new_figure(1, 3, 3.2)
-  show_image(axes[0, 0], image, f'input {h}x{w}: {h * w} values', extent_of=(h, w))
-  show_image(axes[0, 1], mx, f'max pool: {mx.shape[0]}x{mx.shape[1]} ({mx.size} kept, '
-             f'{1 - mx.size / (h * w):.0%} dropped)', extent_of=(h, w))
-  show_image(axes[0, 2], av, f'average pool: {av.shape[0]}x{av.shape[1]}', extent_of=(h, w))
+  scale = (float(image.min()), float(image.max()))
+  show_image(axes[0, 0], image, f'input {h}x{w}: {h * w} values', extent_of=(h, w),
+             limits=scale)
+  show_image(axes[0, 1], mx, f'max pool 2x2/2: {mx.shape[0]}x{mx.shape[1]} ({mx.size} kept, '
+             f'{1 - mx.size / (h * w):.0%} dropped)', extent_of=(h, w), limits=scale)
+  im = show_image(axes[0, 2], av, f'average pool 2x2/2: {av.shape[0]}x{av.shape[1]}',
+                  extent_of=(h, w), limits=scale)
+  add_colorbar(im, list(axes[0]), 'pixel value')
   return Plot(fig, {'max': mx, 'avg': av})
 
 
@@ -312,9 +346,9 @@ def dropout_masks(shape: tuple[int, int], rates: Sequence[float], key) -> Plot:
   for i, (ax, rate) in enumerate(zip(axes[0], rates)):
     out = outputs[rate] = _np(ops.dropout(ones, rate, jax.random.fold_in(key, i)))
     kept[rate] = float(np.mean(out != 0))
-    show_image(ax, out, f'rate {rate:g}: {kept[rate]:.0%} kept,\nscaled to '
-               f'{1 / (1 - rate):.3g}', cmap='viridis')
-    ax.images[0].set_clim(0, 1 / (1 - max(rates)))
+    im = show_image(ax, out, f'rate {rate:g}: {kept[rate]:.0%} kept,\nscaled to '
+                    f'{1 / (1 - rate):.3g}', cmap='viridis', limits=(0, 1 / (1 - max(rates))))
+  add_colorbar(im, list(axes[0]), 'output value (input: all ones; 0 = dropped)')
   return Plot(fig, {'outputs': outputs, 'kept_fraction': kept})
 
 
@@ -341,7 +375,8 @@ def spatial_dropout(features, rate: float, key) -> Plot:
           (f'spatial dropout {rate:g}', spatial))
   for r, (name, maps) in enumerate(rows):
     for ch in range(c):
-      show_image(axes[r, ch], maps[..., ch], f'{name}, ch {ch}' if ch == 0 else f'ch {ch}',
-                 cmap='magma')
-      axes[r, ch].images[0].set_clim(0, lim)
+      im = show_image(axes[r, ch], maps[..., ch],
+                      f'{name}, ch {ch}' if ch == 0 else f'ch {ch}', cmap='magma',
+                      limits=(0, lim))
+  add_colorbar(im, list(axes.flat), 'activation (dropped: 0; kept: scaled by 1 / (1 - rate))')
   return Plot(fig, {'elementwise': elementwise, 'spatial': spatial, 'kept_channels': kept})

@@ -12,10 +12,10 @@ from typing import NamedTuple, Sequence
 import jax
 import numpy as np
 
-from cnn_jax import models
+from cnn_jax import models, ops
 from cnn_jax.viz import model_figures as mf
 from cnn_jax.viz import ops_figures as of
-from cnn_jax.viz.common import Plot
+from cnn_jax.viz.common import DPI, Plot
 
 _SOBEL = np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], np.float32)
 
@@ -84,13 +84,18 @@ def _ops_sections(image, key):
       'Zero padding (gray) lets the kernel sit over the borders; stride 2 computes every '
       'second output only. The output length is floor((n + 2p - k) / s) + 1: here '
       f'{lengths}, each equal to the length conv1d returned.')
-  p = of.correlation_vs_convolution([1, 2, 3], [1, 2, 3])
+  p = of.correlation_vs_convolution([0, 0, 1, 0, 0], [1, 2, 3])
+  lesson = np.asarray(ops.convolve1d(np.array([1, 2, 3]), np.array([1, 2, 3]))).tolist()
   add('correlation_vs_convolution', 'Correlation is not convolution', p,
-      f'conv1d, like every framework\'s conv layer, slides the kernel as it is: '
-      f'{p.data["correlation"].astype(int).tolist()}. True convolution flips it first: '
-      f'convolve1d([1, 2, 3], [1, 2, 3]) = {p.data["convolution"].astype(int).tolist()}, '
-      'as numpy.convolve. A learned kernel can absorb the flip, so networks do not bother.')
-  p = of.edge_filters_2d(gray, {'horizontal edges': _SOBEL, 'vertical edges': _SOBEL.T})
+      'On a single 1 (an impulse) the difference is plain to see with an asymmetric kernel '
+      '[1, 2, 3]. conv1d, like every framework\'s conv layer, slides the kernel as it is and '
+      f'writes it out mirrored: {p.data["correlation"].astype(int).tolist()}. True '
+      'convolution flips the kernel first and so copies it: '
+      f'{p.data["convolution"].astype(int).tolist()}, as numpy.convolve. For the lesson\'s '
+      f'example, convolve1d([1, 2, 3], [1, 2, 3]) = {lesson} (see '
+      '[the lesson\'s code, corrected](lesson_code.md)). A learned kernel can absorb the '
+      'flip, so networks do not bother.')
+  p = of.edge_filters_2d(gray, {'horizontal Sobel': _SOBEL, 'vertical Sobel': _SOBEL.T})
   add('edge_filters_2d', '2-D edge kernels on a Fashion-MNIST image', p,
       'The Sobel kernel with rows (1, 2, 1) / (0, 0, 0) / (-1, -2, -1) responds where the '
       'brightness changes from top to bottom (horizontal edges); its transpose responds '
@@ -102,7 +107,7 @@ def _ops_sections(image, key):
       'channel. Each slice filters its channel, and the output is the sum of the three '
       'contributions, so one output channel can look for "red on the left, blue on the '
       'right" at once (here the blue slice is negated).')
-  p = of.padding_stride_2d(gray, _SOBEL.T)
+  p = of.padding_stride_2d(gray, _SOBEL.T, kernel_name='vertical Sobel')
   shapes = ', '.join(f'{pad} stride {s}: {v.shape[0]}x{v.shape[1]}'
                      for (pad, s), v in p.data['outputs'].items())
   add('padding_stride_2d', 'SAME against VALID padding, and stride', p,
@@ -139,9 +144,9 @@ def _ops_sections(image, key):
   growth = ', '.join(f'{n} {s}' for n, s, _ in p.data['layers'])
   add('receptive_field_lenet5', 'Receptive fields grow through LeNet-5', p,
       'Each square is the patch of the input that one unit at the centre of a layer sees '
-      '(dashed: its neighbour, one jump further). Convolutions add kernel - 1 times the '
-      f'jump; pooling doubles the jump. LeNet-5 on 28x28 (padded to 32): {growth}; C5 sees '
-      'the whole padded input.')
+      '(dashed: its neighbour, one jump further). A k x k convolution adds (k - 1) x jump '
+      'to the field; a 2x2 pool adds (2 - 1) x jump and doubles the jump. LeNet-5 on 28x28 '
+      f'(padded to 32): {growth}; C5 sees the whole padded input.')
   return sections
 
 
@@ -154,7 +159,8 @@ def _trained_sections(trained: TrainedRun):
                    f'The {p.data["kernel"].shape[-1]} kernels of {p.data["layer"]} after '
                    'training, drawn like the hand-made kernels above: several pair a positive '
                    f'side with a negative one, as edge detectors do. {trained.description}'))
-  p = mf.feature_maps(run.model, run.variables, trained.inputs[i])
+  p = mf.feature_maps(run.model, run.variables, trained.inputs[i],
+                      label=trained.class_names[trained.labels[i]])
   sections.append(('feature_maps', 'Feature maps', p,
                    f'Test image {i} ({trained.class_names[trained.labels[i]]}) through each '
                    'conv (before the ReLU) and pool layer, the first 8 channels each: the maps '
@@ -177,7 +183,7 @@ def _trained_sections(trained: TrainedRun):
 
 
 def write_page(out_dir: str, page: str, image, *, trained: TrainedRun | None = None,
-               key=None, dpi: int = 90) -> list[str]:
+               key=None, dpi: int = DPI) -> list[str]:
   """Writes every picture as a PNG and the markdown page that shows them.
 
   Args:

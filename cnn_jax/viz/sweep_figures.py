@@ -17,6 +17,39 @@ import numpy as np
 from cnn_jax.viz.common import Plot, new_figure
 
 
+# Axis labels and legend entries in words for the keys the ablations sweep; other keys
+# are shown as they are written in the config.
+_AXIS_WORDS = {
+    'model.dropout_rate': 'dropout rate (after each conv block)',
+    'model.dense_dropout_rate': 'dropout rate (after the dense layers)',
+    'model.strides': 'conv stride',
+    'model.pool': 'pooling: max / stride-2 conv',
+    'optimizer.learning_rate': 'learning rate',
+    'seed': 'seed',
+}
+_VALUE_WORDS = {
+    'model.dropout_rate': lambda v: f'dropout {v}',
+    'model.dense_dropout_rate': lambda v: f'dense dropout {v}',
+    'model.strides': lambda v: f'conv stride {v}',
+    'model.pool': lambda v: {'max': 'max pooling', 'avg': 'average pooling',
+                             'conv': 'stride-2 conv instead of pooling',
+                             'none': 'no pooling'}.get(v, f'pool={v}'),
+}
+
+
+def axis_label(key: str | None) -> str:
+  """The words for a swept key on an axis: ``'model.pool'`` -> ``'pooling: max / stride-2
+  conv'``."""
+  return _AXIS_WORDS.get(key, key) if key else 'setting'
+
+
+def legend_label(setting: dict, keys: Sequence[str]) -> str:
+  """A line's legend entry in words: ``'conv stride 2, max pooling'``."""
+  words = [_VALUE_WORDS[k](setting[k]) if k in _VALUE_WORDS else
+           f'{k.rpartition(".")[2]}={setting[k]}' for k in keys]
+  return ', '.join(words) or 'all settings'
+
+
 def _numeric(values: Sequence) -> bool:
   return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
@@ -73,7 +106,7 @@ def _decorate_x(ax, axes: dict, key: str | None):
   ticks = _positions(axes, key)[1]
   if ticks is not None:
     ax.set_xticks(*ticks)
-  ax.set_xlabel(key or 'setting')
+  ax.set_xlabel(axis_label(key))
   ax.grid(alpha=0.3)
 
 
@@ -93,16 +126,17 @@ def test_accuracy(rows: Sequence[dict], axes: dict[str, list], x: str | None = N
   fig, axs = new_figure(1, 1, 4.0)
   ax = axs[0, 0]
   lines, x_of = _lines(rows, axes, x)
+  others = [k for k in axes if k != x]
   data = {'x_key': x, 'lines': {}}
   for name, line in lines.items():
     xs = np.asarray([x_of(r) for r in line])
     mean, std = _array(line, 'test_accuracy_mean'), _array(line, 'test_accuracy_std')
     ax.errorbar(xs, 100 * mean, yerr=100 * np.nan_to_num(std), marker='o', capsize=3,
-                label=name)
+                label=legend_label(line[0], others))
     data['lines'][name] = {'x': xs, 'mean': mean, 'std': std}
   _decorate_x(ax, axes, x)
   ax.set_ylabel('test accuracy (%)')
-  ax.set_title(f'Test accuracy against {x or "setting"} (mean ± std over '
+  ax.set_title(f'Test accuracy against {axis_label(x)} (mean ± std over '
                f'{rows[0]["n"] if rows else 0} seeds)', fontsize=10)
   ax.legend(fontsize=8)
   return Plot(fig, data)
@@ -126,16 +160,18 @@ def overfitting_gap(rows: Sequence[dict], axes: dict[str, list], x: str | None =
   x = x if x is not None else x_key(axes)
   fig, axs = new_figure(1, 2, 4.0)
   lines, x_of = _lines(rows, axes, x)
+  others = [k for k in axes if k != x]
   data = {'x_key': x, 'lines': {}}
   for i, (name, line) in enumerate(lines.items()):
     color = f'C{i % 10}'
+    words = legend_label(line[0], others)
     xs = np.asarray([x_of(r) for r in line])
     train, test = _array(line, 'train_accuracy_mean'), _array(line, 'test_accuracy_mean')
     gap, gap_std = _array(line, 'gap_mean'), _array(line, 'gap_std')
-    axs[0, 0].plot(xs, 100 * train, '--o', color=color, label=f'{name} train')
-    axs[0, 0].plot(xs, 100 * test, '-o', color=color, label=f'{name} test')
+    axs[0, 0].plot(xs, 100 * train, '--o', color=color, label=f'{words}: train')
+    axs[0, 0].plot(xs, 100 * test, '-o', color=color, label=f'{words}: test')
     axs[0, 1].errorbar(xs, 100 * gap, yerr=100 * np.nan_to_num(gap_std), marker='o',
-                       capsize=3, color=color, label=name)
+                       capsize=3, color=color, label=words)
     data['lines'][name] = {'x': xs, 'train': train, 'test': test, 'gap': gap,
                            'gap_std': gap_std}
   for ax in axs[0]:
@@ -169,7 +205,7 @@ def learning_curves(rows: Sequence[dict], axes: dict[str, list],
   for i, (row, curve) in enumerate(zip(rows, curves)):
     name = label(row, list(axes))
     style = dict(color=f'C{i % 10}', ls=('-', '--', ':', '-.')[i // 10 % 4], marker='o',
-                 ms=3, label=name)
+                 ms=3, label=legend_label(row, list(axes)))
     axs[0, 0].plot(curve['epoch_eval'], 100 * curve['eval_accuracy'], **style)
     axs[0, 1].plot(curve['epoch_train'], curve['train_loss'], **style)
     data[name] = curve
@@ -182,5 +218,6 @@ def learning_curves(rows: Sequence[dict], axes: dict[str, list],
   for ax in axs[0]:
     ax.set_xlabel('epoch')
     ax.grid(alpha=0.3)
-  axs[0, 1].legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=7)
   return Plot(fig, data)
