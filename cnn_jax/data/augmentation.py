@@ -29,7 +29,7 @@ from cnn_jax.data import catalog
 # Candidate boxes tried by the random resized crop before it falls back to a centre crop
 # (torchvision and the Inception preprocessing both use 10).
 CROP_ATTEMPTS = 10
-_PADDING_MODES = ('constant', 'reflect', 'edge')
+PADDING_MODES = ('constant', 'reflect', 'edge')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,9 +248,9 @@ def _check(images, config: AugmentConfig) -> None:
   if config.crop_padding < 0 or config.image_size < 0:
     raise ValueError(f'crop_padding={config.crop_padding} and image_size='
                      f'{config.image_size} must be >= 0')
-  if config.padding_mode not in _PADDING_MODES:
+  if config.padding_mode not in PADDING_MODES:
     raise ValueError(f'padding_mode={config.padding_mode!r}; expected one of '
-                     f'{_PADDING_MODES}')
+                     f'{PADDING_MODES}')
   if config.normalize:
     channels = images.shape[-1]
     if len(config.mean) not in (1, channels) or len(config.std) != len(config.mean):

@@ -21,8 +21,13 @@ def _lecun_tanh(x):
   return 1.7159 * jnp.tanh(2.0 / 3.0 * x)
 
 
-_ACTIVATIONS = {'relu': nn.relu, 'tanh': jnp.tanh, 'lecun_tanh': _lecun_tanh,
-                'gelu': nn.gelu, 'elu': nn.elu}
+# The names a model's ``activation`` field takes.
+ACTIVATIONS = {'relu': nn.relu, 'tanh': jnp.tanh, 'lecun_tanh': _lecun_tanh,
+               'gelu': nn.gelu, 'elu': nn.elu}
+
+
+# The names a ``pool`` field takes (see :func:`downsample`).
+POOLS = ('max', 'avg', 'conv', 'none')
 
 
 def check_image_batch(model: str, x) -> None:
@@ -56,9 +61,9 @@ def per_block(value, n: int, name: str, blocks: str = 'conv blocks (len(features
 
 def activation(name: str) -> Callable:
   """Looks up an activation function by name."""
-  if name not in _ACTIVATIONS:
-    raise ValueError(f'unknown activation={name!r}; choose one of {sorted(_ACTIVATIONS)}')
-  return _ACTIVATIONS[name]
+  if name not in ACTIVATIONS:
+    raise ValueError(f'unknown activation={name!r}; choose one of {sorted(ACTIVATIONS)}')
+  return ACTIVATIONS[name]
 
 
 def downsample(x, pool: str, window: int, stride: int, padding: Any, *, act: Callable,

@@ -10,9 +10,28 @@ As an experiment this is the simple CNN on Fashion-MNIST, offline: two 3x3 conv 
 one-cycle schedule. Fashion-MNIST is read through TFDS; when it is not prepared yet it
 is built once from the real IDX files of the Debian package ``dataset-fashion-mnist``
 (``/usr/share/datasets/fashion-mnist``), so it needs no download.
+
+The rules of the fields live here too: :func:`validate` checks a resolved config
+before anything is built, traced or written, and raises :class:`ConfigError`, one line
+naming the field, its value and what is allowed. The entry points under
+``experiments/`` turn it into ``error: ...`` on stderr and exit code 2.
 """
 
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+
 import ml_collections
+
+from cnn_jax import models, summary
+from cnn_jax.data import catalog, tfds_data
+from cnn_jax.data.augmentation import PADDING_MODES as AUGMENT_PADDING_MODES
+from cnn_jax.models.common import ACTIVATIONS, POOLS
+from cnn_jax.ops.shapes import PADDING_MODES
+from cnn_jax.train import optim
+from cnn_jax.train.trainer import build_model, resolve_steps_per_call
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -90,3 +109,306 @@ def get_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 2  # the latest K, plus the best by eval accuracy
   config.tensorboard = True  # if TensorFlow is installed
   return config
+
+
+# ---------------------------------------------------------------------------------------
+# The rules. Each checker returns None for a good value, else what is allowed.
+
+
+class ConfigError(ValueError):
+  """A config value outside its field's domain; the message is one line."""
+
+  def __init__(self, message: str):
+    # Messages reused from the library may span lines; an error here is one line.
+    super().__init__(' '.join(str(message).split()))
+
+
+def _bad(field: str, value, allowed: str) -> ConfigError:
+  return ConfigError(f'config.{field}={value!r}: {allowed}')
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+  return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and math.isfinite(value))
+
+
+def _int(low: int):
+  def check(value):
+    return None if _is_int(value) and value >= low else f'must be an int >= {low}'
+  return check
+
+
+def _real(low: float, high: float = math.inf, closed: str = '[)'):
+  """A finite number in an interval, e.g. ``_real(0, 1)``: ``[0, 1)``."""
+  text = f'{closed[0]}{low}, {"inf" if high == math.inf else high}{closed[1]}'
+
+  def check(value):
+    if not _is_real(value):
+      return f'must be a finite number in {text}'
+    above = value >= low if closed[0] == '[' else value > low
+    below = value <= high if closed[1] == ']' else value < high
+    return None if above and below else f'must be in {text}'
+  return check
+
+
+def _bool(value):
+  return None if isinstance(value, bool) else 'must be True or False'
+
+
+def _one_of(names):
+  def check(value):
+    if value in names:
+      return None
+    close = difflib.get_close_matches(str(value), [str(n) for n in names], n=1)
+    hint = f' (did you mean {close[0]!r}?)' if close else ''
+    return f'must be one of {", ".join(map(repr, names))}{hint}'
+  return check
+
+
+def _each(check):
+  """One value, or a list/tuple of them (per block, per layer)."""
+  def check_each(value):
+    if not isinstance(value, (list, tuple)):
+      return check(value)
+    allowed = next(filter(None, map(check, value)), None)
+    return allowed and f'{allowed}, each entry'
+  return check_each
+
+
+def _padding(value):
+  """None (the model's default), a mode name, an int >= 0, or sequences of those."""
+  if value is None or (isinstance(value, str) and value.upper() in PADDING_MODES):
+    return None
+  if _is_int(value) and value >= 0:
+    return None
+  if isinstance(value, (list, tuple)) and value:
+    return next(filter(None, map(_padding, value)), None)
+  return f'must be one of {PADDING_MODES}, an int >= 0, or one per block/side'
+
+
+# Fields with a domain of their own: dotted path -> checker.
+_RULES = {
+    'seed': _int(-2**63),
+    'dataset.name': _one_of(sorted(catalog.DATASETS)),
+    'dataset.download': _bool,
+    'dataset.stream': _bool,
+    'dataset.read_threads': _int(1),
+    'dataset.augment.crop_padding': _int(0),
+    'dataset.augment.padding_mode': _one_of(AUGMENT_PADDING_MODES),
+    'dataset.augment.flip': _bool,
+    'dataset.augment.random_resized_crop': _bool,
+    'dataset.augment.image_size': _int(0),
+    'dataset.augment.eval_crop_fraction': _real(0, 1, '(]'),
+    'dataset.augment.normalize': _bool,
+    'optimizer.name': _one_of(optim.OPTIMIZERS),
+    'optimizer.schedule': _one_of(optim.SCHEDULES),
+    'optimizer.learning_rate': _real(0, closed='()'),
+    'optimizer.warmup_steps': _int(0),
+    'optimizer.momentum': _real(0, 1),
+    'optimizer.nesterov': _bool,
+    'optimizer.weight_decay': _real(0),
+    'optimizer.grad_clip_norm': _real(0),
+    'optimizer.decay_factor': _real(0, closed='()'),
+    'batch_size': _int(1),
+    'eval_batch_size': _int(1),
+    'num_epochs': _int(1),
+    'label_smoothing': _real(0, 1),
+    'aux_loss_weight': _real(0),
+    'ema_decay': _real(0, 1),
+    'eval_flip': _bool,
+    'half_precision': _bool,
+    'steps_per_call': _int(0),
+    'evaluate_train': _bool,
+    'log_every_steps': _int(0),
+    'checkpoint_every_steps': _int(0),
+    'keep_checkpoints': _int(1),
+    'tensorboard': _bool,
+}
+
+# Model fields are each architecture's own (cnn_jax.models): rules by field name.
+_COUNTS = ('features', 'hidden', 'num_classes', 'stage_sizes', 'groups')
+_MODEL_RULES = (
+    (lambda f: f.endswith('dropout_rate'), _each(_real(0, 1))),
+    (lambda f: f in _COUNTS or f.endswith(('_features', 'kernel', 'kernel_size', 'stride',
+                                           'strides', 'window')), _each(_int(1))),
+    (lambda f: f.endswith('pool'), _each(_one_of(POOLS))),
+    (lambda f: f.endswith('padding'), _padding),
+    (lambda f: f == 'activation', _one_of(sorted(ACTIVATIONS))),
+    (lambda f: f == 'batch_norm', _each(_bool)),
+    (lambda f: f == 'width', _real(0, closed='()')),
+)
+
+
+def _get(config, path: str):
+  for part in path.split('.'):
+    config = config[part]
+  return config
+
+
+def _check_fields(config) -> None:
+  for path, check in _RULES.items():
+    value = _get(config, path)
+    allowed = check(value)
+    if allowed:
+      raise _bad(path, value, allowed)
+
+
+def _check_augment(config) -> None:
+  """Ranges and the normalisation statistics of ``dataset.augment``."""
+  augment = config.dataset.augment
+  for field, high in (('area_range', 1), ('aspect_ratio_range', math.inf)):
+    value = augment[field]
+    if (len(value) != 2 or not all(map(_is_real, value)) or not 0 < value[0] <= value[1]
+        or value[1] > high):
+      raise _bad(f'dataset.augment.{field}', value,
+                 f'must be (low, high) with 0 < low <= high{" <= 1" if high == 1 else ""}')
+  if not augment.normalize:
+    return
+  channels = catalog.get(config.dataset.name).example_shape[-1]
+  for field in ('mean', 'std'):
+    value = tuple(augment[field])
+    if not all(map(_is_real, value)) or len(value) not in (0, 1, channels):
+      raise _bad(f'dataset.augment.{field}', value,
+                 f'must be empty (the dataset\'s published statistics), or 1 or {channels} '
+                 f'numbers')
+  if len(augment.std) != len(augment.mean) or min(augment.std, default=1) <= 0:
+    raise _bad('dataset.augment.std', tuple(augment.std),
+               f'must be positive and as many as the mean values {tuple(augment.mean)}')
+
+
+def _split_sizes(config) -> dict[str, int] | None:
+  """Examples in each split the run reads, from the prepared dataset's info.
+
+  Returns:
+    ``{'train': n, 'test': n[, 'eval': n]}``, or None when the dataset is not prepared
+    (validation never prepares or downloads anything).
+  """
+  dataset = config.dataset
+  for key in ('train_split', 'test_split'):
+    if not dataset[key]:
+      raise _bad(f'dataset.{key}', dataset[key], 'must name a split, e.g. \'train\'')
+  builder = tfds_data.builder(dataset.name, dataset.data_dir)
+  if not builder.is_prepared():
+    return None
+  sizes = {}
+  for key in ('train', 'eval', 'test'):
+    split = dataset[f'{key}_split']
+    if not split:
+      continue
+    try:
+      sizes[key] = builder.info.splits[split].num_examples
+    except (KeyError, ValueError) as e:
+      raise _bad(f'dataset.{key}_split', split,
+                 f'not a split of the prepared {dataset.name}: {e}') from e
+    if sizes[key] < 1:
+      raise _bad(f'dataset.{key}_split', split, 'selects no examples')
+  return sizes
+
+
+def _check_sizes(config, sizes: dict[str, int] | None) -> int | None:
+  """Batch sizes against the splits, and steps_per_call against the intervals.
+
+  Returns:
+    The steps per epoch, or None when the dataset is not prepared.
+  """
+  if sizes is None:
+    # Without the dataset's info, its published sizes still bound an evaluation batch.
+    largest = max(catalog.get(config.dataset.name).split_sizes.values())
+    what = f'the largest published split of {config.dataset.name}'
+  else:
+    evaluated = ('eval', 'test') + (('train',) if config.evaluate_train else ())
+    largest = max(sizes[k] for k in evaluated if k in sizes)
+    what = 'the largest split this run evaluates'
+  if config.eval_batch_size > largest:
+    raise _bad('eval_batch_size', config.eval_batch_size,
+               f'must be <= {largest}, {what} (a larger batch is only padding)')
+  steps_per_epoch = None
+  if sizes is not None:
+    if config.batch_size > sizes['train']:
+      raise _bad('batch_size', config.batch_size,
+                 f'must be <= {sizes["train"]}, the examples of dataset.train_split='
+                 f'{config.dataset.train_split!r}')
+    steps_per_epoch = sizes['train'] // config.batch_size
+  if steps_per_epoch is None and config.steps_per_call == 0:
+    return None  # a whole epoch per call: nothing to divide without the epoch's length
+  streamed = catalog.get(config.dataset.name).stream or config.dataset.stream
+  try:
+    # steps_per_epoch 0 (unknown) leaves out the epoch and checks the intervals only.
+    resolve_steps_per_call(config, steps_per_epoch or 0, streamed)
+  except ValueError as e:
+    raise ConfigError(f'config.{e}') from e
+  return steps_per_epoch
+
+
+def _check_optimizer(config, steps_per_epoch: int | None) -> None:
+  """The schedule's own checks (boundaries, warm-up), through the library's builder."""
+  # An unknown run length (dataset not prepared) is taken as a long run: only the check
+  # that the first decay falls after the warm-up then passes unchecked.
+  total_steps = steps_per_epoch * config.num_epochs if steps_per_epoch else 2**31
+  try:
+    optim.make_optimizer(config.optimizer, total_steps)
+  except ValueError as e:
+    raise ConfigError(f'config.{e}') from e
+
+
+def _check_model(config) -> None:
+  """Known model, known fields, each field in its domain, and the input fits."""
+  fields = dict(config.model)
+  name = fields.pop('name')
+  allowed = _one_of(models.names())(name)
+  if allowed:
+    raise _bad('model.name', name, allowed)
+  try:
+    model = build_model(config)
+  except ValueError as e:  # a field the architecture does not have
+    raise ConfigError(f'config.model: {e}') from e
+  for field, value in fields.items():
+    for applies, check in _MODEL_RULES:
+      allowed = applies(field) and check(value)
+      if allowed:
+        raise _bad(f'model.{field}', value, allowed)
+  shape = catalog.model_input_shape(config.dataset)
+  if shape is None:  # variable-size images the config does not resize
+    return
+  try:
+    summary.summarize(model, shape)
+  except (ValueError, TypeError) as e:  # naming the layer where the input stops fitting
+    raise ConfigError(f'config.model (name={name!r}) on the {shape} inputs of '
+                      f'config.dataset.name={config.dataset.name!r}: {e}') from e
+
+
+def validate(config: ml_collections.ConfigDict, context: str = '') -> None:
+  """Checks every field with a domain, before anything is built, traced or written.
+
+  Names (dataset, model, optimizer, schedule, pooling, padding, activation), sizes and
+  counts (>= 1), rates in [0, 1), a finite positive learning rate, the optimizer's
+  schedule, steps_per_call dividing the log/checkpoint intervals, the model's fields
+  (generic rules by field name: ``*dropout_rate``, ``features``, ``hidden``, strides,
+  kernels, windows, ``pool``, ``padding``, ``activation``) and, by tracing the model's
+  summary, that its kernels and windows fit the dataset's inputs. When the dataset is
+  prepared its info also gives the split sizes: each split must select examples, and
+  ``batch_size`` may not exceed the training split; it is never prepared or
+  downloaded here.
+
+  Args:
+    config: a resolved experiment config (this module's fields).
+    context: appended to the message in parentheses, e.g. the sweep setting.
+
+  Raises:
+    ConfigError: for the first bad value, one line naming the field, its value and
+      what is allowed.
+  """
+  try:
+    _check_fields(config)
+    _check_augment(config)
+    _check_model(config)
+    steps_per_epoch = _check_sizes(config, _split_sizes(config))
+    _check_optimizer(config, steps_per_epoch)
+  except ConfigError as e:
+    if context:
+      raise ConfigError(f'{e} ({context})') from e
+    raise
