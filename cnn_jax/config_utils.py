@@ -144,7 +144,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict
 
 
 def check_overrides(argv: list[str], flag: str, default_spec: str) -> None:
-  """Exits with a clear message if a ``--flag.a.b=value`` override cannot apply.
+  """Raises a one-line error if a ``--flag.a.b=value`` override cannot apply.
 
   ml_collections would raise an AttributeError deep inside flag parsing for a field
   that does not exist, and an int parse error for a tuple given to a one-value field
@@ -157,7 +157,7 @@ def check_overrides(argv: list[str], flag: str, default_spec: str) -> None:
     default_spec: the flag's default config file.
 
   Raises:
-    SystemExit: for an unknown field, or a sequence given to a one-value field.
+    ValueError: for an unknown field, or a sequence given to a one-value field.
   """
   spec = default_spec
   overrides = []
@@ -175,11 +175,11 @@ def check_overrides(argv: list[str], flag: str, default_spec: str) -> None:
   for key, value in overrides:
     error = unknown_override_error(config, key)
     if error:
-      raise SystemExit(f'error: {error} (config file: {spec})')
+      raise ValueError(f'{error} (config file: {spec})')
     current = _get(config, key)
     if value.strip()[:1] in ('(', '[') and not isinstance(current, (list, tuple)):
-      raise SystemExit(
-          f'error: --{flag}.{key}={value}: {key} holds one value ({current!r}) in {spec}, '
+      raise ValueError(
+          f'--{flag}.{key}={value}: {key} holds one value ({current!r}) in {spec}, '
           f'and a flag keeps the type of the value it replaces. Set a sequence in a '
           f'config file that builds on this one (config.{key} = {value}) and pass that '
           f'file to --{flag}.')

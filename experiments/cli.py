@@ -1,11 +1,21 @@
 """What the thin entry points under ``experiments/`` share: argument checks, quiet
 logging, the ``--config`` flag, the command line recorded beside results, and the
-optional PyTorch reference."""
+optional PyTorch reference.
 
+Bad settings (a flag that does not parse, an unknown config field, a value outside its
+field's domain: see ``experiments/configs/default.py``'s ``validate``) end the program
+with ONE line on stderr, ``error: ...``, and exit code 2 (:data:`BAD_SETTINGS_EXIT`),
+before anything is built or written. ``--debug`` (or ``CNN_JAX_DEBUG=1`` in the
+environment) prints the traceback above that line.
+"""
+
+import contextlib
 import logging as std_logging
 import os
 import shlex
 import sys
+import traceback
+from typing import NoReturn
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -13,6 +23,12 @@ from ml_collections import config_flags
 import cnn_jax
 from cnn_jax import config_utils
 
+# The exit code of a bad setting (1 stays for failures during a run), as in argparse.
+BAD_SETTINGS_EXIT = 2
+
+_DEBUG = flags.DEFINE_bool(
+    'debug', False, 'Show the traceback behind a one-line error about a bad setting '
+    '(also CNN_JAX_DEBUG=1 in the environment).')
 _VERBOSE = flags.DEFINE_bool(
     'verbose', False, "Show the libraries' own logs (TensorFlow, TFDS, orbax start-up and "
     'INFO lines, progress bars), which are hidden by default.')
@@ -43,8 +59,58 @@ def define_config(default: str, help_string: str, *, is_main: bool):
   if is_main:
     # DEFINE_config_file applies --config.* overrides as soon as it runs; check them
     # first so a typo gets one clear line instead of a traceback.
-    config_utils.check_overrides(sys.argv, 'config', default)
+    with bad_settings():
+      config_utils.check_overrides(sys.argv, 'config', default)
   return config_flags.DEFINE_config_file('config', default, help_string)
+
+
+def _debug() -> bool:
+  if os.environ.get('CNN_JAX_DEBUG', '') not in ('', '0'):
+    return True
+  # Errors while flags are parsed come before --debug has a value.
+  return _DEBUG.value if flags.FLAGS.is_parsed() else '--debug' in sys.argv
+
+
+def fail(message) -> NoReturn:
+  """Ends the program on a bad setting: ``error: message`` on one line, exit code 2.
+
+  Called while an exception is handled, ``--debug`` prints its traceback first.
+
+  Raises:
+    SystemExit: always, with code :data:`BAD_SETTINGS_EXIT`.
+  """
+  if _debug() and sys.exc_info()[0] is not None:
+    traceback.print_exc()
+  print('error: ' + ' '.join(str(message).split()), file=sys.stderr)
+  sys.exit(BAD_SETTINGS_EXIT)
+
+
+@contextlib.contextmanager
+def bad_settings():
+  """Turns a ValueError (a ``ConfigError`` among them) or OSError raised inside into
+  :func:`fail`.
+
+  Wrap the checks of the settings, not the run: such an error during training is a
+  failure of the run, with its traceback. OSError is here for a ``--config`` file that
+  cannot be read (``config_flags`` raises it when the config is first used).
+  """
+  try:
+    yield
+  except (ValueError, OSError) as e:
+    fail(e)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a flag that does not parse as a bad setting."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(e)
+
+
+def run(main) -> None:
+  """``app.run(main)``, with flag errors as one line and exit code 2 (see :func:`fail`)."""
+  app.run(main, flags_parser=_parse_flags)
 
 
 class _OursOnly(std_logging.Filter):
@@ -62,11 +128,10 @@ def start(argv) -> None:
   WARNING, and other packages' records (TFDS, orbax) shown from ERROR up only. Our own
   one-line notices (building a dataset, resuming a run) still show.
 
-  Raises:
-    app.UsageError: for arguments that are not flags.
+  Exits through :func:`fail` for arguments that are not flags.
   """
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    fail(f'unexpected arguments {argv[1:]}: every setting is a --flag')
   if _VERBOSE.value:
     return
   # TF_CPP_MIN_LOG_LEVEL hides TensorFlow's C++ INFO and WARNING lines, but not the

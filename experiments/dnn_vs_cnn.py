@@ -7,10 +7,11 @@
 
 import os
 
-from absl import app, flags
+from absl import flags
 
-from cnn_jax import dnn_vs_cnn
+from cnn_jax import config_utils, dnn_vs_cnn
 from experiments import cli
+from experiments.configs.default import validate
 
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per model (0 .. N-1).')
 _TRAIN = flags.DEFINE_bool('train', True, 'Train both models (else the table alone).')
@@ -26,6 +27,9 @@ _OUT = flags.DEFINE_string('out', 'experiments/results/dnn_vs_cnn',
 
 def main(argv):
   cli.start(argv)
+  with cli.bad_settings():
+    for flag in (_MLP, _CNN):
+      validate(config_utils.load_config(flag.value), f'--{flag.name}={flag.value}')
   try:
     results = dnn_vs_cnn.run(
         {'mlp': _MLP.value, 'cnn': _CNN.value}, seeds=_SEEDS.value, train=_TRAIN.value,
@@ -37,4 +41,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

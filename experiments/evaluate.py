@@ -6,13 +6,15 @@
 
 import json
 
-from absl import app, flags
+from absl import flags
 
 from cnn_jax.train.workdir import evaluate_checkpoint
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory.', required=True)
 _CHECKPOINT = flags.DEFINE_string('checkpoint', 'latest', "'latest', 'best' or a step.")
+flags.register_validator('checkpoint', lambda v: v in ('latest', 'best') or v.isdigit(),
+                         "must be 'latest', 'best' or a step (an int >= 0)")
 _SPLIT = flags.DEFINE_enum('split', 'test', ['test', 'eval'], 'Split to evaluate.')
 
 
@@ -22,4 +24,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

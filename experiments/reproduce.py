@@ -9,15 +9,17 @@ References whose dataset is not prepared are reported as skipped, with the comma
 prepares them; finished references are read back from --workdir, not trained again.
 """
 
-from absl import app, flags
+from absl import flags
 
 from cnn_jax import reproduce
 from experiments import cli
+from experiments.configs.default import validate
 
 _ONLY = flags.DEFINE_multi_string(
     'only', [], 'Reference name(s) to run; repeat the flag or give a comma list. '
     f'Default: all of {", ".join(reproduce.names())}.')
-_SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per reference (0 .. N-1).')
+_SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per reference (0 .. N-1).',
+                              lower_bound=1)
 _WORKDIR = flags.DEFINE_string('workdir', reproduce.DEFAULT_WORKDIR,
                                'Parent of the per-reference run directories.')
 _OUT = flags.DEFINE_string('out', 'experiments/results/reproduce',
@@ -30,8 +32,12 @@ _OVERRIDE = flags.DEFINE_multi_string(
 
 def main(argv):
   cli.start(argv)
-  try:
+  with cli.bad_settings():  # every selected reference with the overrides, before any trains
     references = reproduce.select([n for v in _ONLY.value for n in v.split(',') if n])
+    for ref in references:
+      validate(reproduce.reference_config(ref, cli.CONFIG_DIR, _OVERRIDE.value),
+               f'reference {ref.name}')
+  try:
     results = reproduce.run(
         references, cli.CONFIG_DIR, seeds=_SEEDS.value, workdir=_WORKDIR.value, out=_OUT.value,
         overrides=_OVERRIDE.value,
@@ -43,4 +49,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

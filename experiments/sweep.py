@@ -13,12 +13,13 @@ plots into the workdir and prints the table.
 
 import os
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from cnn_jax import config_utils, sweep
 from cnn_jax.data import NotPreparedError
 from experiments import cli
+from experiments.configs.default import validate
 
 _DEFAULT_CONFIG = 'experiments/configs/ablation_simple_cnn_dropout_stride.py'
 _CONFIG = cli.define_config(
@@ -29,15 +30,20 @@ _WORKDIR = flags.DEFINE_string(
 _SWEEP = flags.DEFINE_multi_string(
     'sweep', [], 'An axis, key=v1,v2,... (e.g. model.dropout_rate=0,0.1,0.3); repeat the '
     "flag for a grid. Replaces the config file's get_sweep() axis of the same key.")
-_SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per setting: config.seed + 0..N-1.')
+_SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per setting: config.seed + 0..N-1.',
+                              lower_bound=1)
 
 
 def main(argv):
   cli.start(argv)
   spec = config_flags.get_config_filename(flags.FLAGS['config'])
   workdir = _WORKDIR.value or os.path.join('runs', config_utils.config_name(spec) + '_sweep')
-  try:
+  with cli.bad_settings():  # every setting of the grid, before anything trains
     axes = sweep.resolve_axes(_CONFIG.value, config_utils.load_sweep(spec), _SWEEP.value)
+    for settings in sweep.expand(axes):
+      validate(config_utils.apply_overrides(_CONFIG.value, settings),
+               f'sweep setting {sweep.group_name(settings)}')
+  try:
     rows = sweep.run_sweep(_CONFIG.value, workdir, axes, _SEEDS.value, command=cli.command_line('experiments.sweep'))
   except (ValueError, NotPreparedError) as e:
     raise SystemExit(f'error: {e}') from e
@@ -46,4 +52,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -10,13 +10,14 @@ Multi-host: pass --coordinator_address/--num_processes/--process_id on every pro
 
 import os
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from cnn_jax import config_utils
 from cnn_jax.train import sharding
 from cnn_jax.train.loop import format_summary, train_and_evaluate
 from experiments import cli
+from experiments.configs.default import validate
 
 _DEFAULT_CONFIG = 'experiments/configs/fashion_mnist_lesson.py'
 _CONFIG = cli.define_config(
@@ -33,6 +34,8 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process in a multi-
 
 def main(argv):
   cli.start(argv)
+  with cli.bad_settings():  # before anything is built or written
+    validate(_CONFIG.value)
   sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                   _PROCESS_ID.value)
   config_file = config_flags.get_config_filename(flags.FLAGS['config'])
@@ -43,4 +46,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -18,7 +18,7 @@ CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_unknown_override_names_the_closest_fields():
   argv = ['train', '--config', 'experiments/configs/fashion_mnist_cnn.py',
           '--config.model.dropout_rat=0.3']
-  with pytest.raises(SystemExit, match=r"'model.dropout_rat'.*model.dropout_rate"):
+  with pytest.raises(ValueError, match=r"'model.dropout_rat'.*model.dropout_rate"):
     config_utils.check_overrides(argv, 'config', 'unused.py')
   config_utils.check_overrides(argv[:3] + ['--config.model.dropout_rate=0.3'], 'config',
                                'unused.py')
@@ -29,7 +29,7 @@ def test_sequence_override_of_a_one_value_field_says_to_use_a_config_file(tmp_pa
   # cannot work from the command line; a derived config file can set it.
   argv = ['train', '--config', 'experiments/configs/fashion_mnist_cnn.py',
           '--config.model.strides=(1,2,2)']
-  with pytest.raises(SystemExit, match=r'model.strides holds one value \(1\).*config '
+  with pytest.raises(ValueError, match=r'model.strides holds one value \(1\).*config '
                      r'file that builds on this one \(config.model.strides = \(1,2,2\)\)'):
     config_utils.check_overrides(argv, 'config', 'unused.py')
   config_utils.check_overrides(argv[:3] + ['--config.model.features=(8,16)'], 'config',
