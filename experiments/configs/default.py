@@ -269,12 +269,13 @@ def _check_augment(config) -> None:
   if not augment.normalize:
     return
   channels = catalog.get(config.dataset.name).example_shape[-1]
+  counts = ' or '.join(map(str, sorted({1, channels})))
   for field in ('mean', 'std'):
     value = tuple(augment[field])
     if not all(map(_is_real, value)) or len(value) not in (0, 1, channels):
       raise _bad(f'dataset.augment.{field}', value,
-                 f'must be empty (the dataset\'s published statistics), or 1 or {channels} '
-                 f'numbers')
+                 f'must be empty (the dataset\'s published statistics) or hold {counts} '
+                 f'numbers (one per channel)')
   if len(augment.std) != len(augment.mean) or min(augment.std, default=1) <= 0:
     raise _bad('dataset.augment.std', tuple(augment.std),
                f'must be positive and as many as the mean values {tuple(augment.mean)}')
@@ -339,8 +340,8 @@ def _check_sizes(config, sizes: dict[str, int] | None) -> int | None:
   try:
     # steps_per_epoch 0 (unknown) leaves out the epoch and checks the intervals only.
     resolve_steps_per_call(config, steps_per_epoch or 0, streamed)
-  except ValueError as e:
-    raise ConfigError(f'config.{e}') from e
+  except ValueError as e:  # its message names the resolved count (an epoch for 0)
+    raise _bad('steps_per_call', config.steps_per_call, str(e)) from e
   return steps_per_epoch
 
 
