@@ -108,9 +108,14 @@ def _parse_flags(argv: list[str]) -> list[str]:
     fail(e)
 
 
-def run(main) -> None:
-  """``app.run(main)``, with flag errors as one line and exit code 2 (see :func:`fail`)."""
-  app.run(main, flags_parser=_parse_flags)
+def run(main, argv: list[str] | None = None) -> None:
+  """``app.run(main, argv)``, with flag errors as one line and exit code 2 (see :func:`fail`).
+
+  Args:
+    main: the entry point's ``main(argv)``.
+    argv: the command line; default ``sys.argv`` (tests pass their own).
+  """
+  app.run(main, argv, flags_parser=_parse_flags)
 
 
 class _OursOnly(std_logging.Filter):
