@@ -73,8 +73,8 @@ def _field_paths(config, prefix: str = '') -> list[str]:
   return paths
 
 
-def _get(config, key: str):
-  """The value at a dotted path of a ConfigDict."""
+def get_field(config, key: str):
+  """The value at a dotted path of a ConfigDict, e.g. ``'model.dropout_rate'``."""
   for part in key.split('.'):
     config = config[part]
   return config
@@ -176,7 +176,7 @@ def check_overrides(argv: list[str], flag: str, default_spec: str) -> None:
     error = unknown_override_error(config, key)
     if error:
       raise ValueError(f'{error} (config file: {spec})')
-    current = _get(config, key)
+    current = get_field(config, key)
     if value.strip()[:1] in ('(', '[') and not isinstance(current, (list, tuple)):
       raise ValueError(
           f'--{flag}.{key}={value}: {key} holds one value ({current!r}) in {spec}, '

@@ -25,7 +25,7 @@ import numbers
 
 import ml_collections
 
-from cnn_jax import models, summary
+from cnn_jax import config_utils, models, summary
 from cnn_jax.data import catalog, tfds_data
 from cnn_jax.data.augmentation import PADDING_MODES as AUGMENT_PADDING_MODES
 from cnn_jax.models.common import ACTIVATIONS, POOLS
@@ -187,12 +187,13 @@ def _padding(value):
     return None
   if isinstance(value, (list, tuple)) and value:
     return next(filter(None, map(_padding, value)), None)
-  return f'must be one of {PADDING_MODES}, an int >= 0, or one per block/side'
+  return (f'must be one of {", ".join(map(repr, PADDING_MODES))} (any case), an int >= 0, '
+          f'or a list of those (per block, per side)')
 
 
 # Fields with a domain of their own: dotted path -> checker.
 _RULES = {
-    'seed': _int(-2**63),
+    'seed': _int(0),
     'dataset.name': _one_of(sorted(catalog.DATASETS)),
     'dataset.download': _bool,
     'dataset.stream': _bool,
@@ -243,15 +244,9 @@ _MODEL_RULES = (
 )
 
 
-def _get(config, path: str):
-  for part in path.split('.'):
-    config = config[part]
-  return config
-
-
 def _check_fields(config) -> None:
   for path, check in _RULES.items():
-    value = _get(config, path)
+    value = config_utils.get_field(config, path)
     allowed = check(value)
     if allowed:
       raise _bad(path, value, allowed)
@@ -377,7 +372,9 @@ def _check_model(config) -> None:
     return
   try:
     summary.summarize(model, shape)
-  except (ValueError, TypeError) as e:  # naming the layer where the input stops fitting
+  # ValueError: names the layer where the input stops fitting (or the architecture's own
+  # check that failed); TypeError: a wrongly typed field that has no rule above.
+  except (ValueError, TypeError) as e:
     raise ConfigError(f'config.model (name={name!r}) on the {shape} inputs of '
                       f'config.dataset.name={config.dataset.name!r}: {e}') from e
 
@@ -391,9 +388,10 @@ def validate(config: ml_collections.ConfigDict, context: str = '') -> None:
   (generic rules by field name: ``*dropout_rate``, ``features``, ``hidden``, strides,
   kernels, windows, ``pool``, ``padding``, ``activation``) and, by tracing the model's
   summary, that its kernels and windows fit the dataset's inputs. When the dataset is
-  prepared its info also gives the split sizes: each split must select examples, and
-  ``batch_size`` may not exceed the training split; it is never prepared or
-  downloaded here.
+  prepared its info also gives the split sizes: each split must select examples,
+  ``batch_size`` may not exceed the training split and ``eval_batch_size`` not the
+  largest split the run evaluates (without it, the largest published split bounds
+  ``eval_batch_size``). The dataset is never prepared or downloaded here.
 
   Args:
     config: a resolved experiment config (this module's fields).
