@@ -14,7 +14,8 @@ is built once from the real IDX files of the Debian package ``dataset-fashion-mn
 The rules of the fields live here too: :func:`validate` checks a resolved config
 before anything is built, traced or written, and raises :class:`ConfigError`, one line
 naming the field, its value and what is allowed. The entry points under
-``experiments/`` turn it into ``error: ...`` on stderr and exit code 2.
+``experiments/`` turn it into ``error: ...`` on stderr and exit code 2. A new knob with
+a domain gets its rule in ``_RULES`` (a model field: ``_MODEL_RULES``, by field name).
 """
 
 from __future__ import annotations
