@@ -34,10 +34,12 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process in a multi-
 
 def main(argv):
   cli.start(argv)
-  with cli.bad_settings():  # before anything is built or written
-    validate(_CONFIG.value)
+  # First: validating traces the model's summary, which starts JAX's backend, and
+  # jax.distributed must be initialised before that.
   sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                   _PROCESS_ID.value)
+  with cli.bad_settings():  # before anything is built or written
+    validate(_CONFIG.value)
   config_file = config_flags.get_config_filename(flags.FLAGS['config'])
   workdir = _WORKDIR.value or os.path.join('runs', config_utils.config_name(config_file))
   summary = train_and_evaluate(_CONFIG.value, workdir)
