@@ -87,10 +87,10 @@ def fail(message) -> NoReturn:
 
 @contextlib.contextmanager
 def bad_settings():
-  """Turns a ValueError (a ``ConfigError`` among them) or OSError raised inside into
-  :func:`fail`.
+  """Turns a ValueError or OSError raised inside into :func:`fail` (one line, exit 2).
 
-  Wrap the checks of the settings, not the run: such an error during training is a
+  ValueError covers ``ConfigError`` and the library's own one-line refusals (an unknown
+  sweep axis or reference, a malformed override). Wrap the checks of the settings, not the run: such an error during training is a
   failure of the run, with its traceback. OSError is here for a ``--config`` file that
   cannot be read (``config_flags`` raises it when the config is first used).
   """
