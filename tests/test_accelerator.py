@@ -16,11 +16,12 @@ from cnn_jax import accelerator
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Imported first by every interpreter started with this folder on PYTHONPATH: makes
-# `import tensorflow`, `import tensorflow_datasets` (and grain, which GPU images lack
-# too) fail, as on a GPU image without them.
+# importing TensorFlow, tensorflow-datasets and the other data-only packages a GPU image
+# lacks fail, as they would there.
 _NO_TENSORFLOW = '''
 import sys
-for name in ('tensorflow', 'tensorflow_datasets', 'grain'):
+for name in ('tensorflow', 'tensorflow_datasets', 'tensorboard', 'grain', 'array_record',
+             'mnist1d'):
   sys.modules[name] = None
 '''
 
@@ -158,3 +159,19 @@ def test_formulation_verdict_off_cpu_refuses_cpu_only_formulations():
 def test_peak_lookup_by_device_kind(kind, name):
   peak = accelerator.peak_flops(kind)
   assert (peak and peak['name']) == name
+
+
+def test_a_reference_whose_compile_fails_is_timed_eagerly_and_the_error_kept():
+  calls = []
+
+  def reference(case, batch_size, *, compile_model, amp, **settings):
+    calls.append((case.config.model.name, batch_size, compile_model, amp))
+    if compile_model:
+      raise RuntimeError('inductor: no C++ compiler\nmore detail')
+    return {'train_images_per_sec': 1.0, 'description': 'fake'}
+
+  spec = accelerator.speed_cases(small=True)[0]
+  record = accelerator.measure_reference(reference, spec, steps=1, repeats=1,
+                                         warmup_steps=0, compile_model=True)
+  assert calls == [('resnet50', 2, True, True), ('resnet50', 2, False, True)]
+  assert record['compile_error'] == 'RuntimeError: inductor: no C++ compiler'
