@@ -175,3 +175,26 @@ def test_a_reference_whose_compile_fails_is_timed_eagerly_and_the_error_kept():
                                          warmup_steps=0, compile_model=True)
   assert calls == [('resnet50', 2, True, True), ('resnet50', 2, False, True)]
   assert record['compile_error'] == 'RuntimeError: inductor: no C++ compiler'
+
+
+def test_an_op_that_raises_is_named_and_the_other_rows_kept(monkeypatch, tmp_path):
+  cases = accelerator.op_cases(small=True)
+  pool = next(c for c in cases if c.op == 'avg_pool')
+
+  def broken(x, precision):
+    raise FloatingPointError('the op broke')
+
+  monkeypatch.setattr(accelerator, 'op_cases', lambda small: [
+      pool, dataclasses.replace(pool, name='broken', ours=broken)])
+  monkeypatch.setattr(accelerator, 'speed_cases', lambda small: [])
+  results = accelerator.run(str(tmp_path), dry_run=True, training_config=None,
+                            log=lambda _: None)
+  assert [(r['case'], r['dtype'], r['ok']) for r in results['correctness']] == [
+      (pool.name, 'float32', True), (pool.name, 'bfloat16', True)]
+  assert [e['item'] for e in results['errors']] == [
+      'every op, float32', 'avg_pool broken float32', 'every op, bfloat16',
+      'avg_pool broken bfloat16']
+  assert results['errors'][1]['error'] == 'FloatingPointError: the op broke'
+  assert not results['ok']
+  assert '* correctness avg_pool broken float32: FloatingPointError: the op broke' in (
+      tmp_path / 'results.md').read_text()
