@@ -7,7 +7,7 @@ and writes ``results.json`` and ``results.md`` in ``DIR`` after every item, so a
 stopped from outside keeps what it finished. The parts, in order:
 
 1. **Correctness** (:func:`check_ops`): every op of :mod:`cnn_jax.ops`, values and
-   gradients (the custom VJP/JVP rules included), against ``jax.grad`` of XLA's own op
+   gradients (the custom VJP/JVP rules included), against ``jax.vjp`` of XLA's own op
    (``lax.conv_general_dilated``, ``lax.reduce_window``, ``jnp.convolve``) on the same
    backend, in float32 (``Precision.HIGHEST`` on both sides, so TF32 or bf16 passes do
    not blur the comparison) and bfloat16 (default precision). Dropout has no XLA
@@ -35,7 +35,7 @@ stopped from outside keeps what it finished. The parts, in order:
 ``--budget_s``: an item starts only when the time left exceeds its estimate
 (:data:`ESTIMATE_S`, rough figures for an H100-class GPU); an item in flight is not
 interrupted. What did not fit is recorded with the reason. ``--dry_run`` runs every
-part at tiny sizes (CPU, under a minute) with no estimates.
+part at tiny sizes with no estimates (on the 2-core CPU machine about 45 s of CPU time).
 """
 
 from __future__ import annotations
@@ -590,7 +590,7 @@ def run(out: str, *, dry_run: bool = False, budget_s: float = 480.0, command: st
 
   Args:
     out: the results folder (created); rewritten after every item.
-    dry_run: tiny sizes everywhere, no estimates (CPU, under a minute).
+    dry_run: tiny sizes everywhere, no estimates (a CPU test of every part).
     budget_s: the wall-clock budget (see :class:`Budget`).
     command: the command line, recorded.
     training_config: ``(name, config)`` of the training comparison (28x28x1 inputs);
