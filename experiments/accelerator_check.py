@@ -2,7 +2,7 @@
 
   python -m experiments.accelerator_check --out results/accelerator \
       --fashion_mnist_dir data/fashion-mnist [--budget_s 480]
-  python -m experiments.accelerator_check --out /tmp/check --dry_run   # CPU, < 1 minute
+  python -m experiments.accelerator_check --out /tmp/check --dry_run   # CPU, about a minute
 
 Needs jax, flax, optax, orbax-checkpoint, ml_collections, numpy; not TensorFlow or
 tensorflow-datasets (Fashion-MNIST is read from its IDX files). PyTorch, when
@@ -29,7 +29,7 @@ from experiments.configs import fashion_mnist_93, fashion_mnist_fast
 
 _OUT = flags.DEFINE_string('out', None, 'Folder for results.json and results.md '
                            '(e.g. experiments/results/accelerator/DEVICE).')
-_DRY_RUN = flags.DEFINE_bool('dry_run', False, 'Every part at tiny sizes (CPU, < 1 minute).')
+_DRY_RUN = flags.DEFINE_bool('dry_run', False, 'Every part at tiny sizes (CPU, about a minute).')
 _BUDGET = flags.DEFINE_float('budget_s', 480.0, 'Wall-clock budget in seconds: an item '
                              'starts only when more than its estimate is left.')
 _DATA_DIR = flags.DEFINE_string(
