@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# Another interpreter: PYTHON=$(pyenv root)/versions/3.12.1/bin/python3.12 bash setup.sh
+# (Python >= 3.12 gets the newest jax and flax, see requirements.txt).
+PYTHON_GIVEN=${PYTHON:-}
 PYTHON=${PYTHON:-python3}
 FASHION_MNIST_DIR=/usr/share/datasets/fashion-mnist
 
@@ -29,6 +32,13 @@ if ! command -v "$PYTHON" >/dev/null; then
 fi
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "setup.sh: Python >= 3.11 is required, $PYTHON is $("$PYTHON" --version)" >&2
+  exit 1
+fi
+minor() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
+if [ -n "$PYTHON_GIVEN" ] && [ -x .venv/bin/python ] \
+    && [ "$(minor .venv/bin/python)" != "$(minor "$PYTHON")" ]; then
+  echo "setup.sh: .venv has Python $(minor .venv/bin/python) but PYTHON=$PYTHON is" \
+       "$(minor "$PYTHON"); remove .venv to rebuild it with $PYTHON" >&2
   exit 1
 fi
 if [ ! -x .venv/bin/python ]; then

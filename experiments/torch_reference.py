@@ -463,15 +463,18 @@ def load_flax_variables(model: nn.Module, variables) -> None:
     raise ValueError(f'torch tensors without a Flax variable: {missing}')
 
 
-def check_case(case: benchmark.Case) -> None:
+def check_case(case: benchmark.Case, amp: bool = False) -> None:
   """Raises ValueError if the reference cannot do a case's work (before anything is timed).
 
   Args:
     case: a benchmark case.
+    amp: the reference will run under bfloat16 autocast, which mirrors our
+      ``half_precision`` (bfloat16 compute, float32 parameters).
 
   Raises:
     ValueError: for a model or field :func:`build` does not mirror, train-time
-      augmentation, bfloat16, EMA or auxiliary losses, or an unknown optimizer.
+      augmentation, bfloat16 without ``amp``, EMA or auxiliary losses, or an unknown
+      optimizer.
   """
   config = case.config
   kwargs = dict(config.model)
@@ -480,7 +483,7 @@ def check_case(case: benchmark.Case) -> None:
   unsupported = [f'dataset.augment.{k}={augment.get(k, v)!r}' for k, v in _AUGMENT_OFF.items()
                  if augment.get(k, v) != v]
   unsupported += [f'{k}={config.get(k, v)!r}' for k, v in _TRAIN_OFF.items()
-                  if config.get(k, v) != v]
+                  if config.get(k, v) != v and not (amp and k == 'half_precision')]
   if unsupported:
     raise ValueError(f'{case.name}: the PyTorch reference does not mirror '
                      f'{", ".join(unsupported)}; benchmark the bare model (--model) or a '
@@ -523,23 +526,26 @@ def make_optimizer(model: nn.Module, config) -> torch.optim.Optimizer:
   raise ValueError(f'optimizer.name={config.name!r} has no PyTorch version here')
 
 
-def make_train_step(model: nn.Module, config):
+def make_train_step(model: nn.Module, config, amp: bool = False):
   """The train step of ``config`` for ``model``: ``step(images, labels) -> (loss, acc)``.
 
   Args:
     model: the torch model, in train mode.
     config: the experiment ConfigDict (optimizer, label smoothing, gradient clipping).
+    amp: forward pass and loss under bfloat16 autocast on the model's device.
 
   Returns:
     A function taking a float ``(N, C, ...)`` batch and int64 labels.
   """
   optimizer = make_optimizer(model, config.optimizer)
+  device_type = next(model.parameters()).device.type
   clip = config.optimizer.get('grad_clip_norm', 0.0)
   smoothing = config.get('label_smoothing', 0.0)
 
   def step(images, labels):
-    logits = model(images)
-    loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
+    with torch.autocast(device_type, torch.bfloat16, enabled=amp):
+      logits = model(images)
+      loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if clip:
@@ -583,12 +589,12 @@ def conv2d_calls(x: np.ndarray, kernel: np.ndarray, dy: np.ndarray, padding: int
   return forward, forward_backward
 
 
-def _input_fn(dataset_config, nsp: int, memory_format):
+def _input_fn(dataset_config, nsp: int, memory_format, device='cpu'):
   """Stored batch -> float model input: uint8 scaled to [0, 1], then normalised if set."""
   augment = data_lib.augment_config(dataset_config)
   mean = std = None
   if augment.normalize:  # one value per channel, or one for all
-    mean, std = (torch.tensor(v, dtype=torch.float32).view((-1,) + (1,) * nsp)
+    mean, std = (torch.tensor(v, dtype=torch.float32, device=device).view((-1,) + (1,) * nsp)
                  for v in (augment.mean, augment.std))
 
   def prepare(images):
@@ -605,14 +611,16 @@ def _input_fn(dataset_config, nsp: int, memory_format):
 def _permuted_batches(n: int, batch_size: int, generator):
   """Index batches of a fresh permutation per epoch, as the Trainer feeds its step."""
   for _ in itertools.count():
-    perm = torch.randperm(n, generator=generator)
+    perm = torch.randperm(n, generator=generator, device=generator.device)
     for b in range(n // batch_size):
       yield perm[b * batch_size:(b + 1) * batch_size]
 
 
 def benchmark_case(case: benchmark.Case, batch_size: int, *, steps: int = 20,
                    repeats: int = 3, warmup_steps: int = 3, data: str = 'synthetic',
-                   channels_last: bool = False, num_threads: int | None = None) -> dict:
+                   channels_last: bool = False, num_threads: int | None = None,
+                   device: str = 'cpu', amp: bool = False, compile_model: bool = False
+                   ) -> dict:
   """Train and eval images/s of the case's model in PyTorch, timed as ours are.
 
   Same data (:func:`cnn_jax.benchmark.case_splits`, NHWC moved to NCHW before timing),
@@ -620,7 +628,8 @@ def benchmark_case(case: benchmark.Case, batch_size: int, *, steps: int = 20,
   train steps, then the median of ``repeats`` windows of ``steps`` steps; eval: one
   untimed pass, then ``repeats`` passes over ``steps`` test batches (forward, summed
   loss, top-1 and top-5 hits, under ``torch.inference_mode``). PyTorch on the CPU is
-  synchronous, so a window ends when its last step returns.
+  synchronous, so a window ends when its last step returns; on a GPU it ends with
+  ``torch.cuda.synchronize``. The data is copied to ``device`` before timing.
 
   Args:
     case: a benchmark case (see :func:`check_case` for what is refused).
@@ -632,15 +641,20 @@ def benchmark_case(case: benchmark.Case, batch_size: int, *, steps: int = 20,
     channels_last: run images and convolutions in ``torch.channels_last`` memory format.
     num_threads: ``torch.set_num_threads`` (process-wide); default
       :func:`default_num_threads`, the CPUs XLA uses.
+    device: the torch device, e.g. ``'cuda'``.
+    amp: forward passes under bfloat16 autocast (the mirror of ``half_precision``).
+    compile_model: ``torch.compile`` the model (compiled during the warm-up steps; its
+      errors are raised, the caller may retry without).
 
   Returns:
-    ``{'framework', 'version', 'description', 'num_threads', 'channels_last', 'params',
-    'train_images_per_sec', 'train_window_s', 'eval_images_per_sec', 'eval_window_s'}``.
+    ``{'framework', 'version', 'description', 'num_threads', 'channels_last', 'device',
+    'amp', 'compile', 'params', 'train_images_per_sec', 'train_window_s',
+    'eval_images_per_sec', 'eval_window_s'}``.
 
   Raises:
     ValueError: for what :func:`check_case` refuses, or ``channels_last`` on 1-D inputs.
   """
-  check_case(case)
+  check_case(case, amp=amp)
   nsp = len(case.input_shape) - 1
   if channels_last and nsp != 2:
     raise ValueError(f'{case.name}: channels_last needs 2-D images, got input shape '
@@ -652,52 +666,65 @@ def benchmark_case(case: benchmark.Case, batch_size: int, *, steps: int = 20,
   kwargs = dict(config.model)
   model = build(kwargs.pop('name'), case.input_shape, **kwargs)
   memory_format = torch.channels_last if channels_last else torch.contiguous_format
-  model = model.to(memory_format=memory_format)
-  prepare = _input_fn(config.dataset, nsp, memory_format)
+  model = model.to(device=device, memory_format=memory_format)
+  params = sum(p.numel() for p in model.parameters())
+  if compile_model:
+    model = torch.compile(model)
+  prepare = _input_fn(config.dataset, nsp, memory_format, device)
 
   def to_torch(split):
     images, labels = split
-    images = torch.from_numpy(np.moveaxis(images, -1, 1))
-    return images.contiguous(memory_format=memory_format), torch.from_numpy(labels).long()
+    images = torch.from_numpy(np.moveaxis(images, -1, 1)).to(device)
+    return (images.contiguous(memory_format=memory_format),
+            torch.from_numpy(labels).long().to(device))
+
+  def sync():
+    if torch.device(device).type == 'cuda':
+      torch.cuda.synchronize(device)
 
   splits = benchmark.case_splits(case, batch_size * steps, data)
   (train_x, train_y), (test_x, test_y) = to_torch(splits['train']), to_torch(splits['test'])
-  step = make_train_step(model, config)
+  step = make_train_step(model, config, amp)
   batches = _permuted_batches(len(train_y), batch_size,
-                              torch.Generator().manual_seed(config.seed))
+                              torch.Generator(device).manual_seed(config.seed))
 
   def train_window(n):
     for _ in range(n):
       idx = next(batches)
       step(prepare(train_x.index_select(0, idx)), train_y.index_select(0, idx))
+    sync()
 
   model.train()
   train_window(warmup_steps)
   train_s, train_windows = benchmark.median_window(lambda: train_window(steps), repeats)
 
   def evaluate():
-    totals = torch.zeros(3)
-    with torch.inference_mode():
+    totals = torch.zeros(3, device=device)
+    with torch.inference_mode(), torch.autocast(torch.device(device).type, torch.bfloat16,
+                                                enabled=amp):
       for b in range(0, len(test_y), batch_size):
         x, y = prepare(test_x[b:b + batch_size]), test_y[b:b + batch_size]
-        logits = model(x)
+        logits = model(x).float()
         top5 = logits.topk(min(5, logits.shape[-1]), -1).indices
         totals += torch.stack([F.cross_entropy(logits, y, reduction='sum'),
                                (logits.argmax(-1) == y).sum(),
                                (top5 == y[:, None]).any(-1).sum()])
+    sync()
     return totals
 
   model.eval()
   evaluate()
   eval_s, eval_windows = benchmark.median_window(evaluate, repeats)
   layout = 'channels_last' if channels_last else 'NCHW'
+  where = f'{num_threads} threads' if torch.device(device).type == 'cpu' else device
+  extras = ''.join([', bf16 autocast' if amp else '', ', torch.compile' if compile_model else ''])
   return {
       'framework': FRAMEWORK, 'version': torch.__version__,
       'description': (f'PyTorch {torch.__version__} (experiments/torch_reference.py), '
-                      f"{num_threads} threads, {layout}, each config's optimizer at its "
+                      f"{where}, {layout}{extras}, each config's optimizer at its "
                       f'peak learning rate'),
-      'num_threads': num_threads, 'channels_last': channels_last,
-      'params': sum(p.numel() for p in model.parameters()),
+      'num_threads': num_threads, 'channels_last': channels_last, 'device': device,
+      'amp': amp, 'compile': compile_model, 'params': params,
       'train_images_per_sec': batch_size * steps / train_s, 'train_window_s': train_windows,
       'eval_images_per_sec': batch_size * steps / eval_s, 'eval_window_s': eval_windows,
   }

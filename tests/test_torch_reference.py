@@ -201,6 +201,31 @@ def test_what_is_not_mirrored_is_refused():
                                    channels_last=True)
 
 
+def test_amp_computes_in_bfloat16_as_half_precision_does():
+  name, fields, shape = 'resnet20', dict(stage_sizes=(1, 1, 1)), (16, 16, 3)
+  model, variables, torch_model, x = _pair(name, fields, shape)
+  ours = np.asarray(models.create(name, dtype=jnp.bfloat16, **fields).apply(variables, x),
+                    np.float32)
+  torch_model.eval()
+  with torch.autocast('cpu', torch.bfloat16):
+    theirs = torch_model(_nchw(x)).detach()
+  float32 = torch_model(_nchw(x)).detach().numpy()
+  assert theirs.dtype == torch.bfloat16 and np.abs(theirs.float().numpy() - float32).max() > 0
+  np.testing.assert_allclose(theirs.float().numpy(), ours, atol=5e-2 * np.abs(ours).max())
+
+
+def test_half_precision_is_mirrored_with_amp_only_and_timed_on_the_device():
+  case = benchmark.model_case('resnet20', (16, 16, 3))
+  case.config.model.stage_sizes = (1, 1, 1)
+  case.config.half_precision = True
+  with pytest.raises(ValueError, match='does not mirror half_precision=True'):
+    torch_reference.check_case(case)
+  record = torch_reference.benchmark_case(case, 4, steps=1, repeats=1, warmup_steps=1,
+                                          device='cpu', amp=True, channels_last=True)
+  assert record['amp'] and record['device'] == 'cpu' and not record['compile']
+  assert 'bf16 autocast' in record['description'] and record['train_images_per_sec'] > 0
+
+
 def test_benchmark_script_times_torch_beside_ours(tmp_path):
   out = tmp_path / 'bench'
   env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS='cpu')

@@ -16,6 +16,9 @@ The dataset config (``config.dataset``) has these fields:
 * ``stream``: read through :func:`stream` even when the dataset fits in memory (the
   training loop streams the catalog's large datasets regardless).
 * ``read_threads``: host threads of :func:`stream`, each reading one batch ahead.
+* ``reader`` (optional, default ``'tfds'``): ``'files'`` makes :func:`load` read the
+  splits straight from the IDX or CIFAR files in ``prepare_from_dir``, without
+  TensorFlow or TFDS (:mod:`cnn_jax.data.files`; for machines that lack them).
 
 Prepare a dataset from local files with ``python -m cnn_jax.data prepare NAME
 --from-dir DIR [--data-dir DIR]`` (see ``python -m cnn_jax.data prepare --help``).
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnn_jax.data import catalog, tfds_data
+from cnn_jax.data import catalog, files, tfds_data
 from cnn_jax.data.augmentation import (AugmentConfig, augment, augment_config, crop_and_resize,
                                   crop_box, normalize, random_crop, random_flip)
 from cnn_jax.data.pipeline import (batch_indices, epoch_permutation, prefetch_to_device,
@@ -35,7 +38,7 @@ from cnn_jax.data.tfds_data import (NotPreparedError, ensure_prepared,
 
 __all__ = [
     'AugmentConfig', 'NotPreparedError', 'augment', 'augment_config', 'batch_indices',
-    'catalog', 'crop_and_resize', 'crop_box', 'ensure_prepared', 'epoch_permutation',
+    'catalog', 'files', 'crop_and_resize', 'crop_box', 'ensure_prepared', 'epoch_permutation',
     'hide_gpus_from_tensorflow', 'load', 'normalize', 'prefetch_to_device', 'prepare',
     'random_crop', 'random_flip', 'sources', 'stream', 'to_global_array',
 ]
@@ -47,7 +50,8 @@ def load(config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   For small datasets, which then live on the device for the whole run (see
   :func:`batch_indices`). Reading needs no network: a missing dataset is prepared first
   only where ``ensure_prepared`` allows it (generated, ``prepare_from_dir``, or
-  ``download``).
+  ``download``). With ``config.reader = 'files'`` the splits come from the local files
+  in ``prepare_from_dir`` instead, without TFDS (:func:`cnn_jax.data.files.load`).
 
   Args:
     config: the dataset ConfigDict (fields in this module's docstring).
@@ -58,13 +62,18 @@ def load(config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     and int32 labels, in the prepared dataset's stored order.
 
   Raises:
-    ValueError: for an unsupported or streamed (large) dataset.
+    ValueError: for an unsupported or streamed (large) dataset, or an unknown reader.
     NotPreparedError: when the dataset is missing and may not be prepared; the
       message names the command that prepares it.
   """
   if catalog.get(config.name).stream:
     raise ValueError(f'{config.name} is too large to load into memory; read it with '
                      f'cnn_jax.data.stream(...)')
+  reader = config.get('reader', 'tfds')
+  if reader == 'files':
+    return files.load(config)
+  if reader != 'tfds':
+    raise ValueError(f"dataset.reader={reader!r}; expected 'tfds' or 'files'")
   builder = ensure_prepared(config)
   splits = {'train': config.train_split, 'eval': config.eval_split,
             'test': config.test_split}

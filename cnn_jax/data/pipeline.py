@@ -31,7 +31,6 @@ import functools
 import itertools
 from typing import Iterable, Iterator
 
-import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -147,6 +146,7 @@ def stream(dataset_config, split: str, *, batch_size: int, seed: int, start_step
   example = functools.partial(_example, source=source, n=n, keys=(input_key, label_key),
                               crop=crop, pad=np.zeros(shape, feature.np_dtype),
                               with_mask=not train)
+  import grain  # pylint: disable=g-import-not-at-top  (streaming only; absent from GPU images)
   if train:
     positions = grain.MapDataset.range(n).seed(seed).shuffle().repeat()
   else:

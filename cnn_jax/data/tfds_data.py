@@ -10,7 +10,9 @@ by ``tfds.load``, which TFDS only implements for ``tfrecord``: prepare with
 
 TensorFlow is only a data dependency: whenever this module needs it (to prepare a
 dataset, or to read ``tfrecord`` files), GPUs are hidden from it first so that it never
-takes accelerator memory from JAX.
+takes accelerator memory from JAX. tensorflow-datasets itself is imported on first use,
+so that importing :mod:`cnn_jax.data` (and the training loop above it) works where it is
+not installed, e.g. a GPU image read through :mod:`cnn_jax.data.files`.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ import re
 import sys
 import tempfile
 import zipfile
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow_datasets as tfds
 from absl import logging
 
 from cnn_jax.data import catalog, cifar, idx
-from cnn_jax.data import mnist1d as _mnist1d  # noqa: F401  (registers the TFDS builder)
+
+if TYPE_CHECKING:
+  import tensorflow_datasets as tfds
 
 PREPARED_FILE_FORMAT = 'array_record'
 # Where the provenance of a prepared dataset is recorded, inside its version folder
@@ -38,6 +42,13 @@ DECODED_DIR = 'cnn_jax_decoded'  # decoded-array cache of read_split, per split
 
 class NotPreparedError(FileNotFoundError):
   """A dataset is not prepared in the data_dir and may not be downloaded."""
+
+
+def _tfds():
+  """tensorflow_datasets, imported on first use, with the project's mnist1d builder."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from cnn_jax.data import mnist1d  # noqa: F401  (importing it registers the builder)
+  return tfds
 
 
 def hide_gpus_from_tensorflow() -> None:
@@ -62,6 +73,7 @@ def builder(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
   Returns:
     ``tfds.builder(name, data_dir=...)``; creating it reads nothing from the network.
   """
+  tfds = _tfds()
   catalog.get(name)
   return tfds.builder(name, data_dir=data_dir or None)
 
@@ -123,6 +135,7 @@ def prepare(name: str, *, data_dir: str | None = None, from_dir: str | None = No
     ValueError: for files that fail verification (the message names the file and what
       is wrong), or a source this dataset cannot be prepared from.
   """
+  tfds = _tfds()
   spec = catalog.get(name)
   if from_dir and spec.local_source not in ('idx', 'cifar', 'manual'):
     # Checked first: a wrong command is wrong even where the dataset already exists.
@@ -224,6 +237,7 @@ def read_split(builder_: tfds.core.DatasetBuilder, split: str
   it was decoded from; an unwritable data dir just skips the cache. A cache whose
   count, shapes, dtypes or labels do not fit the dataset's info is ignored and rebuilt.
   """
+  tfds = _tfds()
   cache = os.path.join(builder_.data_dir, DECODED_DIR,
                        re.sub(r'[^A-Za-z0-9_.-]', '_', split) + '.npz')
   input_key, label_key = builder_.info.supervised_keys
@@ -326,6 +340,7 @@ def data_source(builder_: tfds.core.DatasetBuilder, split: str):
 
 def sources(builder_: tfds.core.DatasetBuilder) -> dict[str, str]:
   """The files a dataset was prepared from and their sha256 (empty if not recorded)."""
+  tfds = _tfds()
   path = os.path.join(builder_.data_dir, SOURCES_FILE)
   if not os.path.exists(path):
     return {}
@@ -341,6 +356,7 @@ def _sha256(path: str) -> str:
 
 def _read_local(spec: catalog.DatasetSpec, from_dir: str, features, verify_counts: bool):
   """Reads and verifies local files: ``(splits, label_names, files)``."""
+  tfds = _tfds()
   if spec.local_source == 'idx':
     splits, files = {}, []
     for split in ('train', 'test'):
@@ -378,6 +394,7 @@ def _local_files_builder(name: str, splits, label_names, hashes, data_dir):
   dataset ``tfds.load(name)`` expects; examples are keyed by their index in the files,
   as the TFDS builders key them.
   """
+  tfds = _tfds()
   base = tfds.builder_cls(name)
 
   class FromLocalFiles(catalog.BuiltLocally, base, skip_registration=True):

@@ -10,6 +10,7 @@ flip makes no difference to what a network can represent. :func:`convolve1d` and
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 
@@ -43,6 +44,41 @@ def _on_cpu() -> bool:
   return jax.default_backend() == 'cpu'
 
 
+# The formulations that only pay on XLA:CPU; elsewhere they must not run.
+CPU_ONLY_FORMULATIONS = ('channel_widening', 'space_to_depth', 'input_grad_col2im')
+_recorders: list[list[str]] = []
+
+
+@contextlib.contextmanager
+def record_formulations():
+  """Collects which formulation each convolution traced inside the block chose.
+
+  The choice depends on the backend and the shapes, and leaves no trace in the
+  values: this is how a check proves which path ran (the accelerator check: the
+  CPU-only ones, :data:`CPU_ONLY_FORMULATIONS`, are off on GPU/TPU). Names:
+  ``'dense_matmul'``, ``'space_to_depth'``, ``'fast_grad'``, ``'xla'`` (the forward
+  call); ``'channel_widening'`` (inside a forward convolution);
+  ``'input_grad_col2im'``, ``'input_grad_conv'`` (the input gradient of ``fast_grad``).
+
+  Choices are made while tracing, so a jitted function already traced outside the
+  block records nothing.
+
+  Yields:
+    The list the names are appended to, in tracing order.
+  """
+  names = []
+  _recorders.append(names)
+  try:
+    yield names
+  finally:
+    _recorders.remove(names)
+
+
+def _chose(name: str) -> None:
+  for names in _recorders:
+    names.append(name)
+
+
 def _forward_conv(x, kernel, strides, pads, lhs_dilation, rhs_dilation, precision):
   """``lax.conv_general_dilated`` (channels-last) that ``jax.vmap`` batches without groups.
 
@@ -63,6 +99,7 @@ def _forward_conv(x, kernel, strides, pads, lhs_dilation, rhs_dilation, precisio
     widen = (_YNN_MIN_CHANNELS - c_out if x.shape[-1] == 1 and c_out < _YNN_MIN_CHANNELS
              and nsp == 2 and lhs_dilation == (1,) * nsp and _on_cpu() else 0)
     if widen:
+      _chose('channel_widening')
       kernel = jnp.pad(kernel, ((0, 0),) * (nsp + 1) + ((0, widen),))
     y = lax.conv_general_dilated(x, kernel, strides, pads, lhs_dilation=lhs_dilation,
                                  rhs_dilation=rhs_dilation,
@@ -113,9 +150,11 @@ def _conv_fast_grad_bwd(strides, pads, dilations, precision, residuals, dy):
   ksize, in_sizes, out_sizes = kernel.shape[:nsp], x.shape[1:-1], dy.shape[1:-1]
   dw = _kernel_grad(x, dy, ksize, strides, pads, dilations, precision)
   if any(s > 1 for s in strides) and _on_cpu():
+    _chose('input_grad_col2im')
     return _input_grad_col2im(dy, kernel, in_sizes, strides, pads, dilations, precision), dw
   # Input gradient: dx[i] = sum_k dy_up[i + lo - k*d] w[k], where dy_up holds dy[o] at
   # o*s (zeros between): a correlation of dy_up with the flipped kernel.
+  _chose('input_grad_conv')
   grad_pads = []
   for n, o, k, s, d, (lo, _) in zip(in_sizes, out_sizes, ksize, strides, dilations, pads):
     left = (k - 1) * d - lo
@@ -289,15 +328,19 @@ def _conv_nd(op: str, x, kernel, stride, padding, dilation, groups, precision, f
     # The kernel covers the whole (padded) input once: a dense layer. Its matmul is
     # several times faster than a convolution on CPU, backward most of all
     # (LeNet-5's C5: input gradient 2.6 -> 0.4 ms), and differentiable in every mode.
+    _chose('dense_matmul')
     x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
     y = jnp.matmul(x.reshape(x.shape[0], -1), kernel.reshape(-1, c_out), precision=precision)
     y = y.reshape(x.shape[0], *(1,) * nsp, c_out)
   elif (groups == 1 and nsp == 2 and strides == (1, 1) and dilations == (1, 1)
         and min(ksize) >= 5 and c_in < 8 and c_out <= 16 and _on_cpu()):
+    _chose('space_to_depth')
     y = _space_to_depth_conv(x, kernel, pads, precision, fast_grad)
   elif groups == 1 and fast_grad:
+    _chose('fast_grad')
     y = _conv_fast_grad(x, kernel, strides, tuple(pads), dilations, precision)
   else:
+    _chose('xla')
     y = lax.conv_general_dilated(x, kernel, window_strides=strides, padding=pads,
                                  rhs_dilation=dilations,
                                  dimension_numbers=_dimension_numbers(nsp),

@@ -1,0 +1,113 @@
+"""dataset.reader='files': splits read from the IDX/CIFAR files without TFDS.
+
+Checked against TFDS itself (where installed): the same examples as the dataset TFDS
+prepares from the same files, and the same slice boundaries as TFDS resolves.
+"""
+
+import types
+
+import numpy as np
+import pytest
+from idx_files import write_split
+
+from cnn_jax import data
+from cnn_jax.data import files, tfds_data
+from experiments.configs import fashion_mnist_cnn
+
+
+def dataset_config(source, **overrides):
+  config = fashion_mnist_cnn.get_config().dataset
+  config.prepare_from_dir = str(source)
+  config.reader = 'files'
+  config.update(overrides)
+  return config
+
+
+@pytest.fixture
+def idx_dir(tmp_path):
+  """20 train / 6 test Fashion-MNIST-shaped examples, in known file order."""
+  rng = np.random.default_rng(0)
+  arrays = {}
+  for split, prefix, n in (('train', 'train', 20), ('test', 't10k', 6)):
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    write_split(tmp_path, prefix, images, labels, gz=split == 'test')
+    arrays[split] = images[..., None], labels.astype(np.int32)
+  return tmp_path, arrays
+
+
+def test_files_reader_reads_the_files_in_their_order(idx_dir):
+  source, arrays = idx_dir
+  splits = data.load(dataset_config(source, train_split='train[:75%]',
+                                    eval_split='train[-5:]', test_split='test'))
+  expected = {'train': (arrays['train'][0][:15], arrays['train'][1][:15]),
+              'eval': (arrays['train'][0][15:], arrays['train'][1][15:]),
+              'test': arrays['test']}
+  assert set(splits) == set(expected)
+  for key, (images, labels) in splits.items():
+    assert images.dtype == np.uint8 and labels.dtype == np.int32
+    np.testing.assert_array_equal(images, expected[key][0])
+    np.testing.assert_array_equal(labels, expected[key][1])
+
+
+def test_files_reader_gives_the_examples_tfds_prepares(idx_dir, tmp_path_factory):
+  pytest.importorskip('tensorflow_datasets')
+  source, _ = idx_dir
+  data_dir = tmp_path_factory.mktemp('tfds')
+  tfds_data.prepare('fashion_mnist', data_dir=str(data_dir), from_dir=str(source),
+                    verify_counts=False)
+  by_tfds = data.load(dataset_config(source, reader='tfds', data_dir=str(data_dir)))
+  by_files = data.load(dataset_config(source))
+  for split in ('train', 'test'):
+    # TFDS stores the examples in an order of its own: compare them as multisets.
+    as_set = lambda x, y: sorted((a.tobytes(), int(b)) for a, b in zip(x, y))
+    assert as_set(*by_files[split]) == as_set(*by_tfds[split])
+
+
+@pytest.mark.parametrize('split', [
+    'train', 'train[:90%]', 'train[90%:]', 'train[33%:67%]', 'train[:-7]', 'train[-7:]',
+    'train[5:12]', 'train[:0]', 'test[1%:99%]', 'test[-50%:]'])
+@pytest.mark.parametrize('sizes', [{'train': 60000, 'test': 10000}, {'train': 97, 'test': 13}])
+def test_split_boundaries_are_those_tfds_resolves(split, sizes):
+  tfds = pytest.importorskip('tensorflow_datasets')
+  infos = {k: types.SimpleNamespace(num_examples=n, shard_lengths=[n]) for k, n in sizes.items()}
+  (absolute,) = tfds.core.ReadInstruction.from_spec(split).to_absolute(infos)
+  n = sizes[absolute.splitname]
+  start = absolute.from_ or 0
+  stop = n if absolute.to is None else absolute.to
+  assert files.split_range(split, sizes) == (absolute.splitname, start, stop)
+
+
+@pytest.mark.parametrize('split, message', [
+    ('train+test', 'expected NAME or NAME'), ('validation', "unknown split 'validation'"),
+    ('train[:70001]', 'beyond the 60000 examples'), ('train[:150%]', 'beyond')])
+def test_bad_splits_fail_with_one_line(split, message):
+  with pytest.raises(ValueError, match=message):
+    files.split_range(split, {'train': 60000, 'test': 10000})
+
+
+def test_files_reader_reads_cifar_and_refuses_datasets_without_files(tmp_path):
+  rng = np.random.default_rng(1)
+  folder = tmp_path / 'cifar-100-binary'
+  folder.mkdir()
+  expected = {}
+  for split, n in (('train', 4), ('test', 2)):
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    coarse, fine = rng.integers(0, 20, n), rng.integers(0, 100, n)
+    # Each record: coarse label byte, fine label byte, 3072 channel-major pixel bytes.
+    pixels = images.transpose(0, 3, 1, 2).reshape(n, 3072)
+    records = np.concatenate([coarse[:, None], fine[:, None], pixels], axis=1)
+    (folder / f'{split}.bin').write_bytes(records.astype(np.uint8).tobytes())
+    expected[split] = images, fine
+  (folder / 'coarse_label_names.txt').write_text('\n'.join(f'c{i}' for i in range(20)))
+  (folder / 'fine_label_names.txt').write_text('\n'.join(f'f{i}' for i in range(100)))
+  splits = data.load(dataset_config(tmp_path, name='cifar100'))
+  for split, (images, fine) in expected.items():
+    np.testing.assert_array_equal(splits[split][0], images)
+    np.testing.assert_array_equal(splits[split][1], fine)
+  with pytest.raises(ValueError, match="mnist1d has none"):
+    data.load(dataset_config(tmp_path, name='mnist1d'))
+  with pytest.raises(ValueError, match='prepare_from_dir, which is empty'):
+    data.load(dataset_config(''))
+  with pytest.raises(ValueError, match="reader='parquet'"):
+    data.load(dataset_config(tmp_path, reader='parquet'))
