@@ -56,9 +56,10 @@ import ml_collections
 import numpy as np
 from jax import lax
 
-from cnn_jax import benchmark, ops
+from cnn_jax import benchmark, ops, provenance
 from cnn_jax.ops.conv import CPU_ONLY_FORMULATIONS, record_formulations
-from cnn_jax.train import loop, sharding
+from cnn_jax.train import sharding
+from cnn_jax.train.trainer import Trainer
 
 # Published dense (no 2:4 sparsity) peak TFLOP/s per chip, looked up by a lowercase
 # substring of ``device_kind`` (first match wins, so the more specific names come
@@ -404,7 +405,7 @@ def training_match(name: str, config: ml_collections.ConfigDict, input_shape: Se
   splits = benchmark.case_splits(case, batch_size * steps)
 
   def run(devices):
-    trainer = loop.Trainer(config, mesh=sharding.make_mesh(devices), splits=splits)
+    trainer = Trainer(config, mesh=sharding.make_mesh(devices), splits=splits)
     state = trainer.init_state()
     batches = trainer.batches(0)
     losses = []
@@ -470,23 +471,26 @@ def speed_cases(small: bool = False) -> list[SpeedCase]:
           SpeedCase('resnet20', (32, 32, 3), 512, False, 10)]
 
 
-def _speed_benchmark_case(spec: SpeedCase) -> benchmark.Case:
-  case = benchmark.model_case(spec.model, spec.input_shape, spec.num_classes)
+def _speed_benchmark_case(spec: SpeedCase, base: ml_collections.ConfigDict
+                          ) -> benchmark.Case:
+  case = benchmark.model_case(base, spec.model, spec.input_shape, spec.num_classes)
   case.config.half_precision = spec.bfloat16
   case.config.model.update(dict(spec.overrides))
   return case
 
 
-def measure_speed(spec: SpeedCase, *, steps: int, repeats: int, warmup_steps: int,
-                  peak: dict | None) -> dict:
+def measure_speed(spec: SpeedCase, base: ml_collections.ConfigDict, *, steps: int,
+                  repeats: int, warmup_steps: int, peak: dict | None) -> dict:
   """Our train step's images/s for one model, its FLOP/s and MFU.
+
+  ``base`` gives the training settings the model is timed under (the schema's defaults).
 
   Returns:
     :func:`cnn_jax.benchmark.benchmark_case`'s record plus ``'dtype'``, ``'mfu'`` (None
     without a known peak for the dtype), ``'peak_tflops'`` and ``'formulations'``.
   """
   with record_formulations() as chosen:
-    record = benchmark.benchmark_case(_speed_benchmark_case(spec), spec.batch_size,
+    record = benchmark.benchmark_case(_speed_benchmark_case(spec, base), spec.batch_size,
                                       steps=steps, repeats=repeats,
                                       warmup_steps=warmup_steps)
   dtype = 'bf16' if spec.bfloat16 else 'f32'
@@ -498,15 +502,16 @@ def measure_speed(spec: SpeedCase, *, steps: int, repeats: int, warmup_steps: in
   return record
 
 
-def measure_reference(reference: Callable[..., dict], spec: SpeedCase, *, steps: int,
-                      repeats: int, warmup_steps: int, compile_model: bool) -> dict:
+def measure_reference(reference: Callable[..., dict], spec: SpeedCase,
+                      base: ml_collections.ConfigDict, *, steps: int, repeats: int,
+                      warmup_steps: int, compile_model: bool) -> dict:
   """The reference framework's images/s for one model; ``torch.compile`` where it works.
 
   ``reference(case, batch_size, steps=, repeats=, warmup_steps=, amp=, compile_model=)`` is
   e.g. ``experiments.torch_reference.benchmark_case`` with its device and layout bound.
   A compiled run that raises is retried eagerly, and the error kept.
   """
-  case = _speed_benchmark_case(spec)
+  case = _speed_benchmark_case(spec, base)
   settings = dict(steps=steps, repeats=repeats, warmup_steps=warmup_steps,
                   amp=spec.bfloat16)
   if compile_model:
@@ -566,13 +571,13 @@ def _driver() -> str | None:
 
 
 def environment(command: str, dry_run: bool, budget_s: float) -> dict:
-  """:func:`cnn_jax.benchmark.environment` plus driver, platform and package versions."""
+  """:func:`cnn_jax.provenance.environment` plus driver, platform and package versions."""
   device = jax.devices()[0]
   try:
     platform_version = device.client.platform_version
   except AttributeError:
     platform_version = None
-  return {**benchmark.environment(command), 'backend': jax.default_backend(),
+  return {**provenance.environment(command), 'backend': jax.default_backend(),
           'device_count': jax.device_count(), 'driver': _driver(),
           'platform_version': platform_version,
           'versions': {p: _version(p) for p in ('jax', 'jaxlib', 'flax', 'optax',
@@ -582,6 +587,7 @@ def environment(command: str, dry_run: bool, budget_s: float) -> dict:
 
 def run(out: str, *, dry_run: bool = False, budget_s: float = 480.0, command: str = '',
         training_config: tuple[str, ml_collections.ConfigDict] | None = None,
+        speed_base: ml_collections.ConfigDict | None = None,
         tta_configs: Sequence[tuple[str, ml_collections.ConfigDict, float]] = (),
         data_dir: str | None = None, reference: Callable[..., dict] | None = None,
         reference_missing: str = '', clock: Callable[[], float] = time.monotonic,
@@ -595,6 +601,8 @@ def run(out: str, *, dry_run: bool = False, budget_s: float = 480.0, command: st
     command: the command line, recorded.
     training_config: ``(name, config)`` of the training comparison (28x28x1 inputs);
       None skips that part.
+    speed_base: the training settings the speed models are timed under (the
+      schema's defaults, ``experiments/configs/default.py``); None skips the speed part.
     tta_configs: ``(name, config, target accuracy)`` per time-to-accuracy run.
     data_dir: the folder of the Fashion-MNIST IDX files; None or missing skips time to
       accuracy.
@@ -626,7 +634,7 @@ def run(out: str, *, dry_run: bool = False, budget_s: float = 480.0, command: st
     results['ok'] = (all(r['ok'] for r in results['correctness'] + results['training'])
                      and results['formulations']['ok'] and not missing)
     results['wall_s'] = time.perf_counter() - t0
-    benchmark.write_results(out, results, format_results(results))
+    provenance.write_results(out, results, format_results(results))
 
   def attempt(part: str, what: str, key: str, fn):
     reason = budget.refuse(estimate(key))
@@ -672,9 +680,12 @@ def run(out: str, *, dry_run: bool = False, budget_s: float = 480.0, command: st
 
   timing = (dict(steps=1, repeats=1, warmup_steps=0) if dry_run else
             dict(steps=10, repeats=3, warmup_steps=3))
-  for spec in speed_cases(small=dry_run):
+  if speed_base is None:
+    results['skipped'].append({'part': 'speed', 'item': '',
+                               'reason': 'no base config for the speed cases'})
+  for spec in speed_cases(small=dry_run) if speed_base is not None else ():
     row = attempt('speed', spec.model, f'speed {spec.model}', functools.partial(
-        measure_speed, spec, peak=peak, **timing))
+        measure_speed, spec, speed_base, peak=peak, **timing))
     if row is None:
       continue
     results['speed'].append(row)
@@ -683,7 +694,7 @@ def run(out: str, *, dry_run: bool = False, budget_s: float = 480.0, command: st
     if reference is None:
       continue
     ref = attempt('speed', f'{spec.model} reference', f'torch {spec.model}',
-                  functools.partial(measure_reference, reference, spec,
+                  functools.partial(measure_reference, reference, spec, speed_base,
                                     compile_model=not dry_run, **timing))
     if ref is not None:
       row['reference'] = ref

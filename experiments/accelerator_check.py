@@ -25,7 +25,7 @@ from absl import app, flags
 from cnn_jax import accelerator
 from cnn_jax.data import idx
 from experiments import cli
-from experiments.configs import fashion_mnist_93, fashion_mnist_fast
+from experiments.configs import default, fashion_mnist_93, fashion_mnist_fast
 
 _OUT = flags.DEFINE_string('out', None, 'Folder for results.json and results.md '
                            '(e.g. experiments/results/accelerator/DEVICE).')
@@ -39,7 +39,7 @@ _DATA_DIR = flags.DEFINE_string(
 _TORCH = flags.DEFINE_bool('torch', True, 'Time the PyTorch versions of the models '
                            '(experiments/torch_reference.py) when torch is importable.')
 
-_CONFIGS = 'experiments/configs/'
+_CONFIGS = cli.CONFIG_DIR + '/'
 
 
 def _reference() -> tuple:
@@ -80,6 +80,7 @@ def main(argv):
       _OUT.value, dry_run=_DRY_RUN.value, budget_s=_BUDGET.value,
       command=cli.command_line('experiments.accelerator_check'),
       training_config=(f'{_CONFIGS}fashion_mnist_93.py', fashion_mnist_93.get_config()),
+      speed_base=default.get_config(),
       tta_configs=[(f'{_CONFIGS}fashion_mnist_fast.py', fashion_mnist_fast.get_config(), 0.91),
                    (f'{_CONFIGS}fashion_mnist_93.py', fashion_mnist_93.get_config(), 0.93)],
       data_dir=_DATA_DIR.value, reference=reference, reference_missing=missing)

@@ -12,6 +12,7 @@ import pytest
 from idx_files import write_toy_dataset
 
 from cnn_jax import accelerator
+from experiments.configs import default
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -105,7 +106,8 @@ def test_bad_flags_fail_with_one_line(shim, args, message):
 
 def test_a_spent_budget_skips_every_item_and_says_why(tmp_path):
   results = accelerator.run(str(tmp_path), dry_run=True, budget_s=1e-9,
-                            training_config=('t', None), tta_configs=[('f', None, 0.9)],
+                            training_config=('t', None), speed_base=default.get_config(),
+                            tta_configs=[('f', None, 0.9)],
                             data_dir=str(tmp_path), log=lambda _: None)
   parts = [s['part'] for s in results['skipped']]
   assert parts == ['correctness', 'correctness', 'training', 'speed', 'speed', 'speed',
@@ -171,8 +173,8 @@ def test_a_reference_whose_compile_fails_is_timed_eagerly_and_the_error_kept():
     return {'train_images_per_sec': 1.0, 'description': 'fake'}
 
   spec = accelerator.speed_cases(small=True)[0]
-  record = accelerator.measure_reference(reference, spec, steps=1, repeats=1,
-                                         warmup_steps=0, compile_model=True)
+  record = accelerator.measure_reference(reference, spec, default.get_config(), steps=1,
+                                         repeats=1, warmup_steps=0, compile_model=True)
   assert calls == [('resnet50', 2, True, True), ('resnet50', 2, False, True)]
   assert record['compile_error'] == 'RuntimeError: inductor: no C++ compiler'
 

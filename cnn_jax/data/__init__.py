@@ -16,7 +16,7 @@ The dataset config (``config.dataset``) has these fields:
 * ``stream``: read through :func:`stream` even when the dataset fits in memory (the
   training loop streams the catalog's large datasets regardless).
 * ``read_threads``: host threads of :func:`stream`, each reading one batch ahead.
-* ``reader`` (optional, default ``'tfds'``): ``'files'`` makes :func:`load` read the
+* ``reader`` (``'tfds'``): ``'files'`` makes :func:`load` read the
   splits straight from the IDX or CIFAR files in ``prepare_from_dir``, without
   TensorFlow or TFDS (:mod:`cnn_jax.data.files`; for machines that lack them).
 
@@ -69,7 +69,7 @@ def load(config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   if catalog.get(config.name).stream:
     raise ValueError(f'{config.name} is too large to load into memory; read it with '
                      f'cnn_jax.data.stream(...)')
-  reader = config.get('reader', 'tfds')
+  reader = config.reader
   if reader == 'files':
     return files.load(config)
   if reader != 'tfds':

@@ -52,6 +52,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.test_split = 'test'  # evaluated once, at the end
   config.dataset.stream = False  # stream from the host even if it fits in memory
   config.dataset.read_threads = 4  # streamed (large) datasets: batches read ahead on host
+  # 'tfds', or 'files': read the IDX/CIFAR files of prepare_from_dir without TensorFlow
+  config.dataset.reader = 'tfds'
   config.dataset.augment = ml_collections.ConfigDict()
   config.dataset.augment.crop_padding = 0  # CIFAR: 4
   config.dataset.augment.padding_mode = 'constant'  # crop padding: or 'reflect', 'edge'
@@ -199,6 +201,7 @@ _RULES = {
     'dataset.download': _bool,
     'dataset.stream': _bool,
     'dataset.read_threads': _int(1),
+    'dataset.reader': _one_of(('tfds', 'files')),
     'dataset.augment.crop_padding': _int(0),
     'dataset.augment.padding_mode': _one_of(AUGMENT_PADDING_MODES),
     'dataset.augment.flip': _bool,
