@@ -144,8 +144,12 @@ def start(argv) -> None:
   # which building a dataset does not use.
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (no TensorFlow)
-  tfds.display_progress_bar(False)
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError:  # a machine without TFDS (the accelerator kit's): no bars to hide
+    pass
+  else:
+    tfds.display_progress_bar(False)
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   logging.get_absl_handler().addFilter(_OursOnly())
