@@ -12,6 +12,8 @@ from absl import app, flags
 from cnn_jax import dnn_vs_cnn
 from experiments import cli
 
+cli.define_cluster_flags()
+
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per model (0 .. N-1).')
 _TRAIN = flags.DEFINE_bool('train', True, 'Train both models (else the table alone).')
 _MLP = flags.DEFINE_string('mlp_config', os.path.join(cli.CONFIG_DIR, 'mlp_fashion_mnist.py'),
@@ -27,11 +29,12 @@ _OUT = flags.DEFINE_string('out', 'experiments/results/dnn_vs_cnn',
 def main(argv):
   cli.start(argv)
   try:
+    cluster = cli.cluster_runner()  # one group at a time on the cluster
     results = dnn_vs_cnn.run(
         {'mlp': _MLP.value, 'cnn': _CNN.value}, seeds=_SEEDS.value, train=_TRAIN.value,
         workdir=_WORKDIR.value, out=_OUT.value,
-        command=cli.command_line('experiments.dnn_vs_cnn'))
-  except ValueError as e:
+        command=cli.command_line('experiments.dnn_vs_cnn'), runner=cluster)
+  except (ValueError, RuntimeError) as e:
     raise SystemExit(f'error: {e}') from e
   print(dnn_vs_cnn.format_results(results))
 

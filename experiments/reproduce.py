@@ -14,6 +14,8 @@ from absl import app, flags
 from cnn_jax import reproduce
 from experiments import cli
 
+cli.define_cluster_flags()
+
 _ONLY = flags.DEFINE_multi_string(
     'only', [], 'Reference name(s) to run; repeat the flag or give a comma list. '
     f'Default: all of {", ".join(reproduce.names())}.')
@@ -31,13 +33,14 @@ _OVERRIDE = flags.DEFINE_multi_string(
 def main(argv):
   cli.start(argv)
   try:
+    cluster = cli.cluster_runner()  # one group at a time on the cluster
     references = reproduce.select([n for v in _ONLY.value for n in v.split(',') if n])
     results = reproduce.run(
         references, cli.CONFIG_DIR, seeds=_SEEDS.value, workdir=_WORKDIR.value, out=_OUT.value,
         overrides=_OVERRIDE.value,
         not_run=[r for r in reproduce.REFERENCES if r not in references],
-        command=cli.command_line('experiments.reproduce'))
-  except ValueError as e:
+        command=cli.command_line('experiments.reproduce'), runner=cluster)
+  except (ValueError, RuntimeError) as e:
     raise SystemExit(f'error: {e}') from e
   print(reproduce.format_results(results))
 

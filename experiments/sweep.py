@@ -30,6 +30,7 @@ _SWEEP = flags.DEFINE_multi_string(
     'sweep', [], 'An axis, key=v1,v2,... (e.g. model.dropout_rate=0,0.1,0.3); repeat the '
     "flag for a grid. Replaces the config file's get_sweep() axis of the same key.")
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per setting: config.seed + 0..N-1.')
+cli.define_cluster_flags()
 
 
 def main(argv):
@@ -38,11 +39,18 @@ def main(argv):
   workdir = _WORKDIR.value or os.path.join('runs', config_utils.config_name(spec) + '_sweep')
   try:
     axes = sweep.resolve_axes(_CONFIG.value, config_utils.load_sweep(spec), _SWEEP.value)
-    rows = sweep.run_sweep(_CONFIG.value, workdir, axes, _SEEDS.value, command=cli.command_line('experiments.sweep'))
+    cluster = cli.cluster_runner()
+    rows = sweep.run_sweep(_CONFIG.value, workdir, axes, _SEEDS.value,
+                           command=cli.command_line('experiments.sweep'),
+                           fan_out=cluster and cluster.run)
   except (ValueError, NotPreparedError) as e:
     raise SystemExit(f'error: {e}') from e
   print(sweep.format_table(rows, axes))
   print(f'\n{len(rows)} settings x {_SEEDS.value} seeds: {workdir}/{sweep.RESULTS_MD}')
+  failed = sorted({row['group'] for row in rows if row.get('status') == 'failed'})
+  if failed:
+    raise SystemExit(f'error: {len(failed)} group(s) failed: {", ".join(failed)} (see the '
+                     f'status column and each group\'s {workdir}/GROUP/cluster.log)')
 
 
 if __name__ == '__main__':

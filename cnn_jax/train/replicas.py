@@ -22,13 +22,50 @@ Workdir layout::
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from cnn_jax import config_utils, provenance
 
 # A function that trains one group of replicas: runner(config, workdir, variants,
 # log=log) -> [summary, ...]; train_replicas by default, a fake in tests.
 Runner = Callable[..., list]
+
+
+class Job(NamedTuple):
+  """One compiled program to train: a sweep group or a reproduced reference.
+
+  Attributes:
+    name: the job's name in logs and results (a sweep group's folder name).
+    config: the config it trains.
+    workdir: its own run directory.
+    variants: one dict of vmappable overrides per replica.
+  """
+  name: str
+  config: object
+  workdir: str
+  variants: list
+
+
+class Outcome(NamedTuple):
+  """What became of a job run elsewhere (:mod:`cnn_jax.cluster`).
+
+  Attributes:
+    summaries: the runner's per-replica summaries; None if it failed.
+    error: the one-line error of a failed job, else None.
+    host: the host that ran it (the last attempt's).
+    duration_s: seconds the last attempt took on its worker (None if it was lost).
+    started: when that attempt started (Unix time).
+  """
+  summaries: list | None
+  error: str | None
+  host: str | None
+  duration_s: float | None
+  started: float | None
+
+
+# A function that trains many jobs, e.g. on a cluster: fan_out(jobs, log=log) ->
+# {job name: Outcome}; None runs them one after another with a Runner.
+FanOut = Callable[..., dict]
 
 
 def is_vmappable(key: str) -> bool:
