@@ -115,11 +115,11 @@ def connect(address: str, tls: distributed.Security | None = None,
     tls = security()
   try:
     return distributed.Client(address, timeout=timeout, security=tls)
-  except (OSError, TimeoutError) as e:
+  except (OSError, TimeoutError) as e:  # refused, timed out, TLS handshake failed
     reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-    raise ClusterError(f'cannot reach the Dask scheduler at {address} within {timeout:g} s '
-                       f'({reason}); start it with: dask scheduler --host HOST --port '
-                       f'PORT') from None
+    raise ClusterError(f'cannot connect to the Dask scheduler at {address} ({reason}); is '
+                       f'it running (dask scheduler --host HOST --port PORT), and for tls:// '
+                       f'are the certificates signed by its CA?') from None
 
 
 def resources(config) -> dict[str, float]:

@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -68,16 +69,17 @@ def _wait_for_workers(address: str, n: int, security=None) -> None:
 class Cluster:
   """A scheduler and workers started by the test, each by its own process."""
 
-  def __init__(self, tmp, scheme='tcp', tls_args=()):
+  def __init__(self, tmp, scheme='tcp', tls_args=(), hosts=WORKER_HOSTS):
     port = _free_port(SCHEDULER_HOST)
     self.address = f'{scheme}://{SCHEDULER_HOST}:{port}'
     self.scheduler = _start(['distributed.cli.dask_scheduler', '--host', SCHEDULER_HOST,
-                             '--port', str(port), '--no-dashboard', *tls_args],
+                             '--port', str(port), '--protocol', scheme, '--no-dashboard',
+                             *tls_args],
                             tmp / 'scheduler.log')
     self.workers = {host: _start(['distributed.cli.dask_worker', self.address, '--host',
                                   host, '--nthreads', '1', '--no-dashboard', *tls_args],
                                  tmp / f'worker-{host}.log')
-                    for host in WORKER_HOSTS}
+                    for host in hosts}
 
   def stop(self):
     for process in [*self.workers.values(), self.scheduler]:
@@ -165,7 +167,7 @@ def test_an_unreachable_scheduler_is_one_line_within_30_s_and_writes_nothing(tmp
   assert seconds < 30
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith(
-      f'error: cannot reach the Dask scheduler at tcp://{SCHEDULER_HOST}:{port}'), lines
+      f'error: cannot connect to the Dask scheduler at tcp://{SCHEDULER_HOST}:{port}'), lines
   assert not workdir.exists()
 
 
@@ -188,6 +190,58 @@ def test_a_non_finite_group_fails_its_row_the_others_finish_and_the_command_fail
   assert bad['error'].startswith('FloatingPointError: non-finite loss or gradients at step')
   assert '\n' not in bad['error']
   assert '| failed: FloatingPointError: non-finite' in (workdir / sweep.RESULTS_MD).read_text()
+
+
+def _openssl(*args, cwd):
+  subprocess.run(['openssl', *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _certificates(directory) -> dict[str, dict[str, str]]:
+  """Two CAs and a certificate signed by each: ``node`` (the cluster's) and ``intruder``."""
+  for ca in ('ca', 'other_ca'):
+    _openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f'{ca}.key',
+             '-out', f'{ca}.pem', '-days', '1', '-subj', f'/CN={ca}', cwd=directory)
+  (directory / 'ext').write_text('subjectAltName=' + ','.join(
+      f'IP:{h}' for h in (SCHEDULER_HOST, *WORKER_HOSTS)) + '\n')
+  files = {}
+  for name, ca in (('node', 'ca'), ('intruder', 'other_ca')):
+    _openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f'{name}.key', '-out',
+             f'{name}.csr', '-subj', f'/CN={name}', cwd=directory)
+    _openssl('x509', '-req', '-in', f'{name}.csr', '-CA', f'{ca}.pem', '-CAkey', f'{ca}.key',
+             '-CAcreateserial', '-out', f'{name}.pem', '-days', '1', '-extfile', 'ext',
+             cwd=directory)
+    files[name] = {'cert': str(directory / f'{name}.pem'),
+                   'key': str(directory / f'{name}.key')}
+  return files
+
+
+@pytest.mark.skipif(not shutil.which('openssl'), reason='needs the openssl command')
+def test_tls_cluster_runs_tasks_for_its_certificates_and_refuses_others(tmp_path):
+  from cnn_jax import cluster as cluster_lib
+  certs = _certificates(tmp_path)
+  ca = str(tmp_path / 'ca.pem')
+  running = Cluster(tmp_path, 'tls', ['--tls-ca-file', ca, '--tls-cert', certs['node']['cert'],
+                                      '--tls-key', certs['node']['key']], hosts=WORKER_HOSTS[:1])
+  try:
+    client = cluster_lib.connect(running.address, cluster_lib.security(ca, **certs['node']),
+                                 timeout=30)
+    client.wait_for_workers(1, timeout=90)
+    assert client.submit(socket.gethostname, pure=False).result() == socket.gethostname()
+    assert [w.startswith(f'tls://{WORKER_HOSTS[0]}:')
+            for w in client.scheduler_info()['workers']] == [True]
+    client.close()
+    # The intruder trusts the cluster's CA but its certificate is not signed by it;
+    # a plain tcp:// client cannot speak to a TLS listener at all.
+    for address, tls in ((running.address, cluster_lib.security(ca, **certs['intruder'])),
+                         (running.address.replace('tls://', 'tcp://'), None)):
+      start = time.perf_counter()
+      with pytest.raises(cluster_lib.ClusterError, match='cannot connect to the Dask '
+                         'scheduler'):
+        cluster_lib.connect(address, tls)
+      assert time.perf_counter() - start < 30
+    assert 'CERTIFICATE_VERIFY_FAILED' in (tmp_path / 'scheduler.log').read_text()
+  finally:
+    running.stop()
 
 
 def _slow_runner(config, workdir, variants, log=print):
