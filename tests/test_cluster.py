@@ -244,6 +244,48 @@ def test_tls_cluster_runs_tasks_for_its_certificates_and_refuses_others(tmp_path
     running.stop()
 
 
+def test_a_restarted_driver_reads_back_finished_groups_and_resubmits_the_others(
+    tmp_path, data_dir, config, local_rows, cluster):
+  workdir = tmp_path / 'sweep'
+  command = [sys.executable, '-m', 'experiments.sweep',
+             f'--config=tests/configs/tiny.py:{data_dir}', f'--workdir={workdir}',
+             '--sweep=model.strides=1,2,3', f'--seeds={SEEDS}',
+             f'--config.num_epochs={config.num_epochs}', f'--cluster={cluster.address}']
+  with open(tmp_path / 'first.log', 'w') as log:
+    driver = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=log, stderr=log)
+  summaries = lambda: [g for g in os.listdir(workdir) if os.path.exists(
+      os.path.join(workdir, g, 'summary.json'))] if workdir.exists() else []
+  deadline = time.time() + 240
+  while not summaries() and time.time() < deadline and driver.poll() is None:
+    time.sleep(0.2)
+  driver.kill()  # the driver this test started
+  driver.wait()
+  finished = summaries()
+  assert 1 <= len(finished) < len(AXES['model.strides']), finished
+  # The tasks the dead driver left running finish on their workers (Dask cannot stop a
+  # running task); wait for them so no two programs write one group (see the report).
+  started = lambda: [g for g in os.listdir(workdir) if os.path.exists(
+      os.path.join(workdir, g, 'cluster.log'))]
+  while time.time() < deadline and not all(
+      os.path.exists(os.path.join(workdir, g, 'cluster.json')) for g in started()):
+    time.sleep(0.5)
+  result = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=400)
+  assert result.returncode == 0, result.stderr[-3000:]
+  read_back = re.findall(r'\] (\S+) \(2 replicas\): finished earlier, read back',
+                         result.stdout)
+  assert set(finished) <= set(read_back), result.stdout
+  submitted = re.findall(r'\] (\S+) \(2 replicas\): to train', result.stdout)
+  assert sorted(read_back + submitted) == sorted(r['group'] for r in local_rows[1])
+  with open(workdir / sweep.RESULTS_CSV) as f:
+    table = list(csv.DictReader(f))
+  assert {r['group']: r['status'] for r in table} == {
+      **{g: 'read back' for g in read_back}, **{g: 'done' for g in submitted}}
+  rows = [{'group': r['group'], 'test_accuracy_mean': float(r['test_accuracy_mean'])}
+          for r in table]
+  _assert_same_results(str(workdir), local_rows[0], rows, local_rows[1])
+
+
 def _slow_runner(config, workdir, variants, log=print):
   """train_replicas, pausing 3 s at each end-of-epoch log line: a window to kill it in
   after its first checkpoints (every 4 steps), without changing what it computes."""
