@@ -15,6 +15,7 @@ from ml_collections import config_flags
 
 from cnn_jax import config_utils
 from cnn_jax.train import sharding
+from cnn_jax.train import workdir as workdir_lib
 from cnn_jax.train.loop import format_summary, train_and_evaluate
 from experiments import cli
 
@@ -37,7 +38,10 @@ def main(argv):
                                   _PROCESS_ID.value)
   config_file = config_flags.get_config_filename(flags.FLAGS['config'])
   workdir = _WORKDIR.value or os.path.join('runs', config_utils.config_name(config_file))
-  summary = train_and_evaluate(_CONFIG.value, workdir)
+  try:
+    summary = train_and_evaluate(_CONFIG.value, workdir)
+  except workdir_lib.WorkdirBusyError as e:
+    raise SystemExit(f'error: {e}') from None
   # Results this run has no value for (no eval split: no best eval step) are left out.
   print(format_summary({k: v for k, v in summary.items() if v is not None}))
 

@@ -16,6 +16,7 @@ device arrays of a single run lack it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -92,20 +93,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log=prin
 
   Raises:
     ValueError: for a bad config or a workdir holding a different experiment.
+    workdir.WorkdirBusyError: when another live process trains in ``workdir``.
     FloatingPointError: when the loss or gradients become non-finite (the step is
       named; the last checkpoint is left intact).
     checkpoint.CheckpointError: when the workdir's checkpoint cannot be restored.
   """
   t_start = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
-  workdir_lib.check_same_run(workdir, config, replicas.check_variants(config, variants))
-  trainer = Trainer(config, mesh, variants=variants)
-  mngr = checkpoint.manager(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR),
-                            keep=config.keep_checkpoints)
-  try:
-    return _train(trainer, workdir, mngr, log, t_start)
-  finally:
-    mngr.close()
+  # Process 0 owns the workdir for the whole multi-host run.
+  owner = (workdir_lib.lock(workdir, log) if jax.process_index() == 0
+           else contextlib.nullcontext())
+  with owner:
+    workdir_lib.check_same_run(workdir, config, replicas.check_variants(config, variants))
+    trainer = Trainer(config, mesh, variants=variants)
+    mngr = checkpoint.manager(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR),
+                              keep=config.keep_checkpoints)
+    try:
+      return _train(trainer, workdir, mngr, log, t_start)
+    finally:
+      mngr.close()
 
 
 def _train(trainer: Trainer, workdir: str, mngr, log, t_start: float):

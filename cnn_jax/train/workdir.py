@@ -10,12 +10,24 @@ A single run's workdir::
 
 A workdir is only ever resumed by the same run: :func:`check_same_run` refuses a
 different config or set of replicas before anything is written.
+
+One owner per workdir: a training run holds ``workdir/.lock`` (an exclusive
+``fcntl.flock`` on the file, which records the holder's pid, host and start time) from
+before it reads the workdir until it returns. A second process is refused at once with
+:class:`WorkdirBusyError` naming the holder. The kernel drops a flock when its process
+dies, however it dies, so the lock of a killed run is stale by construction and the
+next run takes it over; a run that returns deletes the file. (On NFS, flock is
+emulated with byte-range locks, which the server also releases when a client dies.)
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import fcntl
 import json
 import os
+import socket
 
 import ml_collections
 import numpy as np
@@ -27,6 +39,73 @@ from cnn_jax.train.trainer import Trainer
 CONFIG_FILE = 'config.json'
 SUMMARY_FILE = 'summary.json'
 CHECKPOINT_DIR = 'checkpoints'
+LOCK_FILE = '.lock'
+
+
+class WorkdirBusyError(RuntimeError):
+  """Another live process holds the workdir's lock."""
+
+
+@contextlib.contextmanager
+def lock(workdir: str, log=print):
+  """Holds ``workdir/.lock`` for the duration of the block: one owner per workdir.
+
+  Args:
+    workdir: an existing run directory.
+    log: told when the lock of a killed run is taken over.
+
+  Yields:
+    Nothing; the lock is released (and its file deleted) when the block exits.
+
+  Raises:
+    WorkdirBusyError: at once, naming the holder's pid and host, if a live process
+      holds the lock.
+  """
+  path = os.path.join(workdir, LOCK_FILE)
+  while True:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = _lock_holder(fd)
+      os.close(fd)
+      raise WorkdirBusyError(
+          f'{workdir} is in use by pid {holder.get("pid", "?")} on host '
+          f'{holder.get("host", "?")} (since {holder.get("start", "?")}; {path}): wait '
+          f'for it to finish or stop it, or use another --workdir') from None
+    # The file may have been deleted by the previous holder between our open and our
+    # flock: then we hold a lock nobody else can see; start again on the new file.
+    try:
+      same = os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+      same = False
+    if same:
+      break
+    os.close(fd)
+  stale = _lock_holder(fd)
+  if stale:
+    log(f'taking over the lock of pid {stale.get("pid")} on {stale.get("host")}, which '
+        f'ended without releasing it')
+  os.ftruncate(fd, 0)
+  os.pwrite(fd, json.dumps({
+      'pid': os.getpid(), 'host': socket.gethostname(),
+      'start': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+  }).encode(), 0)
+  try:
+    yield
+  finally:
+    # Deleted while still held, so no other process can lock the old file meanwhile.
+    os.unlink(path)
+    os.close(fd)
+
+
+def _lock_holder(fd: int) -> dict:
+  """What a lock file says about its holder (empty if it says nothing readable)."""
+  try:
+    holder = json.loads(os.pread(fd, 4096, 0) or b'{}')
+  except ValueError:
+    return {}
+  return holder if isinstance(holder, dict) else {}
 
 
 def check_same_run(workdir: str, config, variants=None) -> None:
