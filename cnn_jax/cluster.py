@@ -42,11 +42,13 @@ import distributed
 from distributed.comm import get_address_host
 
 from cnn_jax.train import replicas
+from cnn_jax.train import workdir as workdir_lib
 
 LOG_FILE = 'cluster.log'
 PLACEMENT_FILE = 'cluster.json'
 _TOPIC = 'cnn_jax.cluster'
 CONNECT_TIMEOUT_S = 10
+BUSY_RETRY_S = 2.0  # how often a job waits for the live owner of its workdir
 # Environment variables read when the TLS flags are not given (Dask's own
 # DASK_DISTRIBUTED__COMM__TLS__* configuration is read too, by Security()).
 TLS_ENV = {'tls_ca_file': 'CNN_JAX_TLS_CA', 'tls_client_cert': 'CNN_JAX_TLS_CERT',
@@ -183,7 +185,9 @@ def _train_job(runner: replicas.Runner, job: replicas.Job) -> replicas.Outcome:
   """On a worker: trains one job in its workdir, logging to ``cluster.log``.
 
   A retried task (its first worker died) finds the first attempt's checkpoints and
-  ``train_and_evaluate`` resumes from the newest finalized one.
+  ``train_and_evaluate`` resumes from the newest finalized one. One owner per workdir
+  (``train_and_evaluate``'s lock, :func:`cnn_jax.train.workdir.lock`): while another
+  live process holds it, the task waits and tries again.
   """
   worker = distributed.get_worker()
   host = _host(worker.address)
@@ -198,12 +202,23 @@ def _train_job(runner: replicas.Runner, job: replicas.Job) -> replicas.Outcome:
       worker.log_event(_TOPIC, {'job': job.name, 'line': line, 'host': host})
 
     log(f'{job.name}: started on {worker.address} (pid {os.getpid()})')
-    try:
-      summaries, error = runner(job.config, job.workdir, job.variants, log=log), None
-    except Exception as e:  # pylint: disable=broad-except  (reported as the job's row)
-      summaries = None
-      error = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'.rstrip(': ')
-      log(f'{job.name}: failed: {error}')
+    summaries, error, waiting = None, None, False
+    while True:
+      try:
+        summaries = runner(job.config, job.workdir, job.variants, log=log)
+      except workdir_lib.WorkdirBusyError as e:
+        # An earlier attempt still trains here (its worker lost to the scheduler but
+        # alive, or its driver gone): wait for it, then resume or read back its end.
+        if not waiting:
+          log(f'{job.name}: waiting: {e}')
+        waiting = True
+        time.sleep(BUSY_RETRY_S)
+        continue
+      except Exception as e:  # pylint: disable=broad-except  (reported as the job's row)
+        error = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
+        error = error.rstrip(': ')
+        log(f'{job.name}: failed: {error}')
+      break
   outcome = replicas.Outcome(summaries, error, host, time.time() - started, started)
   with open(os.path.join(job.workdir, PLACEMENT_FILE), 'w') as f:
     json.dump({'host': host, 'worker': worker.address, 'started': started,

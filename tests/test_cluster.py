@@ -25,6 +25,7 @@ from idx_files import prepare_toy_tfds
 
 from cnn_jax import sweep
 from cnn_jax.train import replicas
+from cnn_jax.train import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEDULER_HOST, WORKER_HOSTS = '127.0.0.2', ('127.0.0.3', '127.0.0.4')
@@ -262,13 +263,8 @@ def test_a_restarted_driver_reads_back_finished_groups_and_resubmits_the_others(
   driver.wait()
   finished = summaries()
   assert 1 <= len(finished) < len(AXES['model.strides']), finished
-  # The tasks the dead driver left running finish on their workers (Dask cannot stop a
-  # running task); wait for them so no two programs write one group (see the report).
-  started = lambda: [g for g in os.listdir(workdir) if os.path.exists(
-      os.path.join(workdir, g, 'cluster.log'))]
-  while time.time() < deadline and not all(
-      os.path.exists(os.path.join(workdir, g, 'cluster.json')) for g in started()):
-    time.sleep(0.5)
+  # The tasks the dead driver left running go on (Dask cannot stop a running task);
+  # their resubmitted twins wait for them on the workdir lock.
   result = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True,
                           timeout=400)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -284,6 +280,41 @@ def test_a_restarted_driver_reads_back_finished_groups_and_resubmits_the_others(
   rows = [{'group': r['group'], 'test_accuracy_mean': float(r['test_accuracy_mean'])}
           for r in table]
   _assert_same_results(str(workdir), local_rows[0], rows, local_rows[1])
+
+
+def _locking_runner(config, workdir, variants, log=print):
+  """Takes the workdir's lock as train_and_evaluate does, and trains nothing."""
+  del config, log
+  with workdir_lib.lock(workdir):
+    return [{'variant': v} for v in variants]
+
+
+def test_a_job_whose_workdir_has_a_live_owner_waits_for_it(tmp_path, cluster):
+  from cnn_jax import cluster as cluster_lib
+  group = tmp_path / 'group'
+  group.mkdir()
+  client = cluster_lib.connect(cluster.address)
+  runner = cluster_lib.ClusterRunner(client, runner=_locking_runner)
+  result = {}
+  with workdir_lib.lock(str(group)):  # this process owns the group now
+    thread = threading.Thread(target=lambda: result.update(runner.run(
+        [replicas.Job('group', tiny_config(), str(group), [{'seed': 0}])],
+        log=lambda *_: None)))
+    thread.start()
+    deadline = time.time() + 60
+    while 'waiting' not in _read(group / cluster_lib.LOG_FILE) and time.time() < deadline:
+      time.sleep(0.2)
+    held_until = time.time()
+  thread.join(timeout=60)
+  client.close()
+  log = _read(group / cluster_lib.LOG_FILE)
+  assert f'is in use by pid {os.getpid()}' in log
+  assert result['group'].summaries == [{'variant': {'seed': 0}}]
+  assert result['group'].started + result['group'].duration_s >= held_until
+
+
+def _read(path) -> str:
+  return path.read_text() if path.exists() else ''
 
 
 def _slow_runner(config, workdir, variants, log=print):
