@@ -107,8 +107,10 @@ def connect(address: str, tls: distributed.Security | None = None,
     if workers < 1:
       raise ClusterError(f'--cluster {address}: expected local:N with N >= 1 workers')
     with dask.config.set({'distributed.worker.multiprocessing-method': 'spawn'}):
+      # Loopback only: nothing but this machine needs to reach a local cluster.
       local = distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
-                                       processes=True, dashboard_address=None)
+                                       processes=True, host='127.0.0.1',
+                                       dashboard_address=None)
     return distributed.Client(local)
   if not address.startswith(('tcp://', 'tls://')):
     raise ClusterError(f'--cluster {address}: expected tcp://HOST:PORT, tls://HOST:PORT or '
@@ -133,10 +135,6 @@ def resources(config) -> dict[str, float]:
   wanted = {'CPU': config.resources.cpu, 'GPU': config.resources.gpu,
             'MEMORY': config.resources.memory_gb * 1e9}
   return {name: float(value) for name, value in wanted.items() if value}
-
-
-def _host(address: str) -> str:
-  return get_address_host(address)
 
 
 def _probe(path: str, token: str) -> str | None:
@@ -190,7 +188,7 @@ def _train_job(runner: replicas.Runner, job: replicas.Job) -> replicas.Outcome:
   live process holds it, the task waits and tries again.
   """
   worker = distributed.get_worker()
-  host = _host(worker.address)
+  host = get_address_host(worker.address)
   os.makedirs(job.workdir, exist_ok=True)
   started = time.time()
   worker.log_event(_TOPIC, {'job': job.name, 'state': 'running', 'host': host,
@@ -348,7 +346,9 @@ class ClusterRunner:
   def _run(self, jobs, log):
     if not jobs:
       return {}
-    for directory in sorted({os.path.dirname(os.path.abspath(j.workdir)) for j in jobs}):
+    # The workers resolve paths in their own working directories: send absolute ones.
+    jobs = [job._replace(workdir=os.path.abspath(job.workdir)) for job in jobs]
+    for directory in sorted({os.path.dirname(job.workdir) for job in jobs}):
       check_shared_storage(self.client, directory)
     wanted = [resources(job.config) for job in jobs]
     for need in {tuple(sorted(w.items())) for w in wanted}:

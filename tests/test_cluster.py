@@ -313,6 +313,42 @@ def test_a_job_whose_workdir_has_a_live_owner_waits_for_it(tmp_path, cluster):
   assert result['group'].started + result['group'].duration_s >= held_until
 
 
+def test_a_group_needing_resources_no_worker_offers_is_refused_before_submitting(
+    tmp_path, cluster):
+  from cnn_jax import cluster as cluster_lib
+  config = tiny_config()
+  config.resources.gpu = 1
+  client = cluster_lib.connect(cluster.address)
+  try:
+    with pytest.raises(cluster_lib.ClusterError, match=re.escape(
+        'no worker offers the resources one job needs (GPU=1); start workers with dask '
+        'worker ... --resources "GPU=1"')):
+      cluster_lib.ClusterRunner(client).run(
+          [replicas.Job('g', config, str(tmp_path / 'g'), [{'seed': 0}])])
+    assert not (tmp_path / 'g').exists()
+  finally:
+    client.close()
+
+
+def test_local_n_spawns_single_threaded_worker_processes(tmp_path):
+  from cnn_jax import cluster as cluster_lib
+  client = cluster_lib.connect('local:1')
+  try:
+    (worker,) = client.scheduler_info()['workers'].values()
+    assert worker['nthreads'] == 1
+    (pid,) = client.run(os.getpid).values()
+    # Spawned: a fresh interpreter running multiprocessing's spawn_main, not a fork of
+    # this process (which has JAX initialised).
+    with open(f'/proc/{pid}/cmdline', 'rb') as f:
+      assert b'spawn_main' in f.read()
+    outcome = cluster_lib.ClusterRunner(client, runner=_locking_runner).run(
+        [replicas.Job('g', tiny_config(), str(tmp_path / 'g'), [{'seed': 0}])],
+        log=lambda *_: None)['g']
+    assert outcome.summaries == [{'variant': {'seed': 0}}] and outcome.error is None
+  finally:
+    client.close()
+
+
 def _read(path) -> str:
   return path.read_text() if path.exists() else ''
 
