@@ -32,6 +32,7 @@ imported.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import uuid
@@ -110,7 +111,7 @@ def connect(address: str, tls: distributed.Security | None = None,
       # Loopback only: nothing but this machine needs to reach a local cluster.
       local = distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
                                        processes=True, host='127.0.0.1',
-                                       dashboard_address=None)
+                                       dashboard_address=None, silence_logs=logging.ERROR)
     return distributed.Client(local)
   if not address.startswith(('tcp://', 'tls://')):
     raise ClusterError(f'--cluster {address}: expected tcp://HOST:PORT, tls://HOST:PORT or '
@@ -295,18 +296,6 @@ class ClusterRunner:
     self.runner = runner or replicas.train_replicas
     self.table_every_s = table_every_s
     self.one_line_errors = one_line_errors
-
-  def __call__(self, config, workdir: str, variants, log=print) -> list:
-    """A :data:`cnn_jax.train.replicas.Runner`: one job on the cluster, waited for.
-
-    Raises:
-      RuntimeError: the job's one-line error, if it failed.
-    """
-    name = os.path.basename(os.path.normpath(workdir))
-    outcome = self.run([replicas.Job(name, config, workdir, list(variants))], log)[name]
-    if outcome.error:
-      raise RuntimeError(f'{name} failed on {outcome.host}: {outcome.error}')
-    return outcome.summaries
 
   def _check_resources(self, wanted: dict[str, float]) -> None:
     workers = self.client.scheduler_info(n_workers=-1)['workers']

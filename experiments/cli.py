@@ -98,8 +98,7 @@ def cluster_runner():
 
   Connects before anything is written, so an unreachable scheduler costs one line.
   Dask is imported only here, when the flag is given. Its ``run`` is a study's
-  ``fan_out`` (every group at once), the runner itself a study's ``runner`` (one
-  group at a time); either turns a cluster error into one line.
+  ``fan_out`` (every unfinished group at once); it turns a cluster error into one line.
 
   Raises:
     SystemExit: one line, if the cluster cannot be reached.

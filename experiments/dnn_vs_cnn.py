@@ -29,11 +29,11 @@ _OUT = flags.DEFINE_string('out', 'experiments/results/dnn_vs_cnn',
 def main(argv):
   cli.start(argv)
   try:
-    cluster = cli.cluster_runner()  # one group at a time on the cluster
+    cluster = cli.cluster_runner()
     results = dnn_vs_cnn.run(
         {'mlp': _MLP.value, 'cnn': _CNN.value}, seeds=_SEEDS.value, train=_TRAIN.value,
         workdir=_WORKDIR.value, out=_OUT.value,
-        command=cli.command_line('experiments.dnn_vs_cnn'), runner=cluster)
+        command=cli.command_line('experiments.dnn_vs_cnn'), fan_out=cluster and cluster.run)
   except (ValueError, RuntimeError) as e:
     raise SystemExit(f'error: {e}') from e
   print(dnn_vs_cnn.format_results(results))

@@ -33,16 +33,20 @@ _OVERRIDE = flags.DEFINE_multi_string(
 def main(argv):
   cli.start(argv)
   try:
-    cluster = cli.cluster_runner()  # one group at a time on the cluster
+    cluster = cli.cluster_runner()
     references = reproduce.select([n for v in _ONLY.value for n in v.split(',') if n])
     results = reproduce.run(
         references, cli.CONFIG_DIR, seeds=_SEEDS.value, workdir=_WORKDIR.value, out=_OUT.value,
         overrides=_OVERRIDE.value,
         not_run=[r for r in reproduce.REFERENCES if r not in references],
-        command=cli.command_line('experiments.reproduce'), runner=cluster)
+        command=cli.command_line('experiments.reproduce'), fan_out=cluster and cluster.run)
   except (ValueError, RuntimeError) as e:
     raise SystemExit(f'error: {e}') from e
   print(reproduce.format_results(results))
+  failed = [r['name'] for r in results['references'] if r['status'] == 'failed']
+  if failed:
+    raise SystemExit(f'error: {len(failed)} reference(s) failed to train: '
+                     f'{", ".join(failed)} (see the table and each one\'s cluster.log)')
 
 
 if __name__ == '__main__':

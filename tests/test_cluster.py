@@ -221,8 +221,9 @@ def test_tls_cluster_runs_tasks_for_its_certificates_and_refuses_others(tmp_path
   from cnn_jax import cluster as cluster_lib
   certs = _certificates(tmp_path)
   ca = str(tmp_path / 'ca.pem')
-  running = Cluster(tmp_path, 'tls', ['--tls-ca-file', ca, '--tls-cert', certs['node']['cert'],
-                                      '--tls-key', certs['node']['key']], hosts=WORKER_HOSTS[:1])
+  node = certs['node']
+  running = Cluster(tmp_path, 'tls', ['--tls-ca-file', ca, '--tls-cert', node['cert'],
+                                      '--tls-key', node['key']], hosts=WORKER_HOSTS[:1])
   try:
     client = cluster_lib.connect(running.address, cluster_lib.security(ca, **certs['node']),
                                  timeout=30)

@@ -201,3 +201,37 @@ def train_seeds(config, workdir: str, seeds: Sequence[int], runner: Runner | Non
     return summaries, True
   runner = runner or train_replicas
   return runner(config, workdir, [{'seed': s} for s in seeds], log=log), False
+
+
+def train_seeds_each(runs: Sequence[tuple[str, object, str]], seeds: Sequence[int],
+                     runner: Runner | None = None, fan_out: FanOut | None = None,
+                     log=print) -> dict[str, tuple[list[dict] | None, bool, Outcome | None]]:
+  """:func:`train_seeds` for several configs; with ``fan_out``, all unfinished at once.
+
+  Args:
+    runs: ``(name, config, workdir)`` per run.
+    seeds: one replica per seed, for every run.
+    runner: see :data:`Runner`; used without ``fan_out``, one run after another.
+    fan_out: trains the unfinished runs elsewhere (``--cluster``:
+      :meth:`cnn_jax.cluster.ClusterRunner.run`); a run that fails there does not
+      stop the others.
+    log: progress lines.
+
+  Returns:
+    Name -> ``(summaries, resumed, outcome)``: ``summaries`` None for a run that
+    failed, ``outcome`` the :class:`Outcome` of a run trained by ``fan_out``, else None.
+  """
+  results, jobs = {}, []
+  for name, config, workdir in runs:
+    if fan_out is None:
+      results[name] = (*train_seeds(config, workdir, seeds, runner, log), None)
+      continue
+    summaries = finished_replicas(workdir, config, seeds)
+    if summaries is not None:
+      results[name] = (summaries, True, None)
+    else:
+      jobs.append(Job(name, config, workdir, [{'seed': s} for s in seeds]))
+  if jobs:
+    for name, outcome in fan_out(jobs, log=log).items():
+      results[name] = (outcome.summaries, False, outcome)
+  return results
