@@ -32,7 +32,6 @@ imported.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 import uuid
@@ -107,11 +106,14 @@ def connect(address: str, tls: distributed.Security | None = None,
       workers = 0
     if workers < 1:
       raise ClusterError(f'--cluster {address}: expected local:N with N >= 1 workers')
+    # The worker processes read their logging level from the environment they inherit;
+    # at INFO they would print their shutdown into the command's output.
+    os.environ.setdefault('DASK_LOGGING__DISTRIBUTED', 'error')
     with dask.config.set({'distributed.worker.multiprocessing-method': 'spawn'}):
       # Loopback only: nothing but this machine needs to reach a local cluster.
       local = distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
                                        processes=True, host='127.0.0.1',
-                                       dashboard_address=None, silence_logs=logging.ERROR)
+                                       dashboard_address=None)
     return distributed.Client(local)
   if not address.startswith(('tcp://', 'tls://')):
     raise ClusterError(f'--cluster {address}: expected tcp://HOST:PORT, tls://HOST:PORT or '
