@@ -331,6 +331,45 @@ def test_a_group_needing_resources_no_worker_offers_is_refused_before_submitting
     client.close()
 
 
+def _can_unshare_mounts() -> bool:
+  if not shutil.which('unshare'):
+    return False
+  probe = subprocess.run(['unshare', '--mount', 'true'], capture_output=True)
+  return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare_mounts(), reason='needs unshare --mount (root)')
+def test_a_worker_that_does_not_share_the_workdir_is_refused_in_one_line(tmp_path):
+  """A worker in its own mount namespace with an empty tmpfs over the test's folder: the
+  same path, other storage, as on a host without the shared filesystem."""
+  from cnn_jax import cluster as cluster_lib
+  (tmp_path / 'logs').mkdir()
+  running = Cluster(tmp_path / 'logs', hosts=())
+  with open(tmp_path / 'logs' / 'worker.log', 'w') as log:
+    worker = subprocess.Popen(
+        ['unshare', '--mount', 'sh', '-c', f'mount -t tmpfs tmpfs {tmp_path} && exec '
+         f'{sys.executable} -m distributed.cli.dask_worker {running.address} --host '
+         f'{WORKER_HOSTS[1]} --nthreads 1 --no-dashboard'],
+        env=ENV, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+  try:
+    client = cluster_lib.connect(running.address, timeout=30)
+    client.wait_for_workers(1, timeout=90)
+    workdir = tmp_path / 'sweep'
+    with pytest.raises(cluster_lib.ClusterError) as refused:
+      cluster_lib.ClusterRunner(client).run(
+          [replicas.Job('g', tiny_config(), str(workdir / 'g'), [{'seed': 0}])])
+    message = str(refused.value)
+    assert '\n' not in message
+    assert re.match(rf'worker tcp://{re.escape(WORKER_HOSTS[1])}:\d+ cannot use '
+                    rf'{re.escape(str(workdir))} \(FileNotFoundError: .*\): the workdir '
+                    r'must be on storage every worker shares', message), message
+    assert os.listdir(workdir) == []  # the probe file is gone, nothing was submitted
+    client.close()
+  finally:
+    _stop(worker)
+    running.stop()
+
+
 def test_local_n_spawns_single_threaded_worker_processes(tmp_path):
   from cnn_jax import cluster as cluster_lib
   client = cluster_lib.connect('local:1')
