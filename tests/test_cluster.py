@@ -77,8 +77,10 @@ class Cluster:
                              '--port', str(port), '--protocol', scheme, '--no-dashboard',
                              *tls_args],
                             tmp / 'scheduler.log')
+    # The last worker offers one (pretend) GPU: jobs asking for it land there only.
     self.workers = {host: _start(['distributed.cli.dask_worker', self.address, '--host',
-                                  host, '--nthreads', '1', '--no-dashboard', *tls_args],
+                                  host, '--nthreads', '1', '--no-dashboard', *tls_args,
+                                  *(['--resources', 'GPU=1'] if host == hosts[-1] else [])],
                                  tmp / f'worker-{host}.log')
                     for host in hosts}
 
@@ -177,7 +179,7 @@ def test_a_non_finite_group_fails_its_row_the_others_finish_and_the_command_fail
   workdir = tmp_path / 'sweep'
   result, _ = _cli_sweep(f'tests/configs/tiny.py:{data_dir}', workdir,
                          '--sweep=optimizer.learning_rate=0.003,1e30',
-                         f'--cluster={cluster.address}')
+                         '--config.resources.gpu=1', f'--cluster={cluster.address}')
   assert result.returncode != 0, result.stdout[-2000:]
   assert result.stderr.strip().splitlines()[-1] == (
       'error: 1 group(s) failed: optimizer.learning_rate=1e+30 (see the status column and '
@@ -185,7 +187,9 @@ def test_a_non_finite_group_fails_its_row_the_others_finish_and_the_command_fail
   with open(workdir / sweep.RESULTS_CSV) as f:
     table = {r['group']: r for r in csv.DictReader(f)}
   good, bad = table['optimizer.learning_rate=0.003'], table['optimizer.learning_rate=1e+30']
-  assert good['status'] == 'done' and good['host'] in WORKER_HOSTS
+  # Both groups asked for a GPU: both ran on the one worker that offers it.
+  assert good['host'] == bad['host'] == WORKER_HOSTS[-1]
+  assert good['status'] == 'done'
   assert float(good['test_accuracy_mean']) > 0
   assert bad['status'] == 'failed' and bad['test_accuracy_mean'] == ''
   assert bad['error'].startswith('FloatingPointError: non-finite loss or gradients at step')
@@ -318,12 +322,12 @@ def test_a_group_needing_resources_no_worker_offers_is_refused_before_submitting
     tmp_path, cluster):
   from cnn_jax import cluster as cluster_lib
   config = tiny_config()
-  config.resources.gpu = 1
+  config.resources.gpu = 2  # the module's cluster offers one GPU, on one worker
   client = cluster_lib.connect(cluster.address)
   try:
     with pytest.raises(cluster_lib.ClusterError, match=re.escape(
-        'no worker offers the resources one job needs (GPU=1); start workers with dask '
-        'worker ... --resources "GPU=1"')):
+        'no worker offers the resources one job needs (GPU=2); start workers with dask '
+        'worker ... --resources "GPU=2"')):
       cluster_lib.ClusterRunner(client).run(
           [replicas.Job('g', config, str(tmp_path / 'g'), [{'seed': 0}])])
     assert not (tmp_path / 'g').exists()
