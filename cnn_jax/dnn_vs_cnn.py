@@ -93,7 +93,7 @@ def growth_table(mlp_config: str, cnn_config: str,
 
 def compare(configs: dict[str, str], seeds: int = 3,
             workdir: str = DEFAULT_WORKDIR, runner: replicas.Runner | None = None,
-            log=print) -> list[dict]:
+            log=print, fan_out: replicas.FanOut | None = None) -> list[dict]:
   """Trains each config with ``seeds`` seeds on its data and measures it.
 
   Args:
@@ -102,18 +102,31 @@ def compare(configs: dict[str, str], seeds: int = 3,
     workdir: parent of the per-label run directories (finished ones are read back).
     runner: see :func:`cnn_jax.train.replicas.train_seeds`.
     log: progress lines.
+    fan_out: trains both elsewhere, at once (``--cluster``; see
+      :func:`cnn_jax.train.replicas.train_seeds_each`).
 
   Returns:
     One record per label: ``label``, ``config``, ``model``, ``params``, ``flops``
     (forward, per example, multiply-add = 2), ``test_accuracies``, ``mean``, ``std``,
     ``epochs``, ``wall_s``, ``resumed``.
+
+  Raises:
+    RuntimeError: naming the runs that failed under ``fan_out`` (after the others
+      finished).
   """
+  loaded = {label: config_utils.load_config(spec) for label, spec in configs.items()}
+  trained = replicas.train_seeds_each(
+      [(label, config, os.path.join(workdir, label)) for label, config in loaded.items()],
+      range(seeds), runner, fan_out, log)
+  failed = [f'{label} on {outcome.host}: {outcome.error}'
+            for label, (_, _, outcome) in trained.items() if outcome and outcome.error]
+  if failed:
+    raise RuntimeError(f'training failed: {"; ".join(failed)}')
   records = []
   for label, spec in configs.items():
-    config = config_utils.load_config(spec)
+    config = loaded[label]
     summary = summarize(build_model(config), catalog.model_input_shape(config.dataset))
-    summaries, resumed = replicas.train_seeds(config, os.path.join(workdir, label),
-                                              range(seeds), runner, log)
+    summaries, resumed, _ = trained[label]
     accuracies = [r['test_accuracy'] for r in summaries]
     mean, std = provenance.mean_std(accuracies)
     records.append({'label': label, 'config': spec, 'model': config.model.name,
@@ -200,7 +213,8 @@ def accuracy_vs_params(records: list[dict]) -> Plot:
 
 def run(configs: dict[str, str], seeds: int = 3, train: bool = True,
         workdir: str = DEFAULT_WORKDIR, out: str | None = None, command: str = '',
-        runner: replicas.Runner | None = None, log=print) -> dict:
+        runner: replicas.Runner | None = None, log=print,
+        fan_out: replicas.FanOut | None = None) -> dict:
   """The growth table and (``train``) the trained comparison; writes them to ``out``.
 
   Args:
@@ -212,6 +226,7 @@ def run(configs: dict[str, str], seeds: int = 3, train: bool = True,
     command: the command line, recorded in the results.
     runner: see :func:`cnn_jax.train.replicas.train_seeds`.
     log: progress lines.
+    fan_out: see :func:`compare`.
 
   Returns:
     ``{'environment', 'configs', 'first_layers', 'growth', 'trained'}``;
@@ -229,7 +244,8 @@ def run(configs: dict[str, str], seeds: int = 3, train: bool = True,
                                   'output_shape': list(r.output_shape)}
                               for k, r in first.items()},
              'growth': growth,
-             'trained': compare(configs, seeds, workdir, runner, log) if train else []}
+             'trained': (compare(configs, seeds, workdir, runner, log, fan_out) if train
+                         else [])}
   if out:
     provenance.write_results(out, results, format_results(results))
     params_vs_input_size(growth).figure.savefig(os.path.join(out, GROWTH_FIGURE), dpi=DPI)

@@ -200,7 +200,8 @@ def missing_data(config) -> str | None:
 def run(references: Sequence[Reference], config_dir: str, seeds: int = 3,
         workdir: str = DEFAULT_WORKDIR, out: str | None = None,
         overrides: Sequence[str] = (), command: str = '', not_run: Sequence[Reference] = (),
-        runner: replicas.Runner | None = None, log=print) -> dict:
+        runner: replicas.Runner | None = None, log=print,
+        fan_out: replicas.FanOut | None = None) -> dict:
   """Reproduces each reference with ``seeds`` seeds; writes the results to ``out``.
 
   Args:
@@ -215,13 +216,17 @@ def run(references: Sequence[Reference], config_dir: str, seeds: int = 3,
       table still shows every reference.
     runner: see :func:`cnn_jax.train.replicas.train_seeds`.
     log: progress lines.
+    fan_out: trains the references elsewhere, all at once (``--cluster``; see
+      :func:`cnn_jax.train.replicas.train_seeds_each`).
 
   Returns:
     ``{'environment', 'seeds', 'overrides', 'references': [record, ...]}``; a record
     holds the reference's fields, ``status`` (``'pass'``, ``'fail'``, ``'skipped'``,
-    ``'not run'``) and, when trained, ``setting``, ``test_accuracies``, ``mean``, ``std``,
-    ``num_params``, ``epochs``, ``wall_s``, ``resumed``, ``hardware``; when skipped,
-    ``reason`` and ``prepare_command``.
+    ``'not run'``, ``'failed'``) and, when trained, ``setting``, ``test_accuracies``,
+    ``mean``, ``std``, ``num_params``, ``epochs``, ``wall_s``, ``resumed``,
+    ``hardware``; when skipped, ``reason`` and ``prepare_command``; trained by
+    ``fan_out``, ``host`` and ``group_s`` (seconds on its worker), and when that
+    failed, ``error`` (one line).
 
   Raises:
     ValueError: for a bad override or a workdir holding another run.
@@ -230,7 +235,7 @@ def run(references: Sequence[Reference], config_dir: str, seeds: int = 3,
     raise ValueError(f'seeds={seeds}; need at least 1')
   configs = [reference_config(ref, config_dir, overrides) for ref in references]
   env = provenance.environment(command)
-  records = []
+  records, to_train = [], []
   for ref, config in zip(references, configs):
     record = {**dataclasses.asdict(ref), 'rule_text': ref.rule_text(),
               'setting': f'{config.model.name}, {config.num_epochs} epochs'}
@@ -244,8 +249,19 @@ def run(references: Sequence[Reference], config_dir: str, seeds: int = 3,
       records.append(record)
       continue
     log(f'{ref.name}: {seeds} seed(s) of {ref.config} in {os.path.join(workdir, ref.name)}')
-    summaries, resumed = replicas.train_seeds(config, os.path.join(workdir, ref.name),
-                                              range(seeds), runner, log)
+    records.append(record)
+    to_train.append((ref, config, record))
+  trained = replicas.train_seeds_each(
+      [(ref.name, config, os.path.join(workdir, ref.name)) for ref, config, _ in to_train],
+      range(seeds), runner, fan_out, log)
+  for ref, config, record in to_train:
+    summaries, resumed, outcome = trained[ref.name]
+    if outcome is not None:
+      record.update(host=outcome.host, group_s=outcome.duration_s)
+    if summaries is None:
+      record.update(status='failed', error=outcome.error)
+      log(f'{ref.name}: failed on {outcome.host}: {outcome.error}')
+      continue
     accuracies = [r['test_accuracy'] for r in summaries]
     mean, std = provenance.mean_std(accuracies)
     record.update(status='pass' if ref.passes(mean) else 'fail', test_accuracies=accuracies,
@@ -253,10 +269,10 @@ def run(references: Sequence[Reference], config_dir: str, seeds: int = 3,
                   epochs=config.num_epochs,
                   # The seeds train as one program: its wall time is every replica's.
                   wall_s=max(r['wall_s'] for r in summaries), resumed=resumed,
-                  hardware=provenance.hardware(env))
+                  hardware=(provenance.hardware(env) if outcome is None else
+                            f'Dask worker {outcome.host}'))
     log(f'{ref.name}: {_ours(record)} against {100 * ref.published:.2f}% -> '
         f'{record["status"]}')
-    records.append(record)
   for ref in not_run:
     config = reference_config(ref, config_dir, overrides)
     records.append({**dataclasses.asdict(ref), 'rule_text': ref.rule_text(),
@@ -301,7 +317,10 @@ def format_results(results: dict) -> str:
   for r in records:
     published = f'{100 * r["published"]:.2f}% ([{r["source"]}]({r["url"]}))'
     setting = f'{r["name"]}: {r["setting"]}' + (f' ({r["note"]})' if r['note'] else '')
-    if r['status'] == 'not run':
+    if r['status'] == 'failed':
+      lines.append(f'| {setting} | {published} | - | {r["rule_text"]} | failed on '
+                   f'{r["host"]}: {r["error"]} | - | - |')
+    elif r['status'] == 'not run':
       lines.append(f'| {setting} | {published} | - | {r["rule_text"]} | not run '
                    f'(not selected by --only) | - | - |')
     elif r['status'] == 'skipped':

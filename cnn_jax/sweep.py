@@ -84,6 +84,10 @@ METRICS = {
 }
 
 
+# Row keys of a run fanned out over a cluster (see aggregate's outcomes).
+CLUSTER_COLUMNS = ('status', 'host', 'group_s', 'error')
+
+
 class Group(NamedTuple):
   """Settings trained together as one vmapped program.
 
@@ -278,7 +282,7 @@ def model_cost(config: ml_collections.ConfigDict) -> tuple[int | None, int | Non
 
 
 def aggregate(axes: dict[str, list], groups: Sequence[Group], summaries: dict[str, list],
-              costs: dict[str, tuple]) -> list[dict]:
+              costs: dict[str, tuple], outcomes: dict | None = None) -> list[dict]:
   """One row per setting of the grid: mean and std over its seeds.
 
   Args:
@@ -286,6 +290,9 @@ def aggregate(axes: dict[str, list], groups: Sequence[Group], summaries: dict[st
     groups: from :func:`make_groups`.
     summaries: group name -> the replica summaries, in the order of its variants.
     costs: group name -> ``(params, flops)`` from :func:`model_cost`.
+    outcomes: for a run fanned out (``--cluster``): group name ->
+      :class:`cnn_jax.train.replicas.Outcome` of the groups trained now; a failed
+      group's ``summaries`` entry is None.
 
   Returns:
     Rows in grid order, each with the swept keys' values, ``'group'``, ``'seeds'``
@@ -295,11 +302,15 @@ def aggregate(axes: dict[str, list], groups: Sequence[Group], summaries: dict[st
     (clean pass over the training split), ``gap`` (train - test accuracy, per seed),
     ``wall_s`` and ``images_per_sec`` (training throughput) as the summaries report
     them (for a vmapped group: of the whole program). Means are None when a summary
-    lacks the value; stds are sample stds (ddof=1), None for one seed.
+    lacks the value; stds are sample stds (ddof=1), None for one seed. With
+    ``outcomes``, rows also hold ``status`` (``'done'``, ``'read back'`` or
+    ``'failed'``), ``error``, ``host`` and ``group_s`` (the group's seconds on its
+    worker); a failed row's metrics are None.
   """
   cells = {}
   for group in groups:
-    for i, (variant, result) in enumerate(zip(group.variants, summaries[group.name])):
+    results = summaries[group.name] or [{} for _ in group.variants]  # None: failed
+    for i, (variant, result) in enumerate(zip(group.variants, results)):
       setting = {**group.settings, **{k: v for k, v in variant.items() if k != 'seed'}}
       cell = cells.setdefault(tuple(repr(setting[k]) for k in axes),
                               {'group': group, 'results': [], 'seeds': [], 'replicas': []})
@@ -320,17 +331,26 @@ def aggregate(axes: dict[str, list], groups: Sequence[Group], summaries: dict[st
         values = [r.get(source) for r in cell['results']]
       row[f'{metric}_mean'], row[f'{metric}_std'] = provenance.mean_std(values)
     row['params'], row['flops'] = costs[group.name]
+    if outcomes is not None:
+      outcome = outcomes.get(group.name)
+      row.update(status='read back', error=None, host=None, group_s=None)
+      if outcome is not None:
+        row.update(status='failed' if outcome.error else 'done', error=outcome.error,
+                   host=outcome.host, group_s=outcome.duration_s)
     rows.append(row)
   return rows
 
 
 def write_csv(path: str, rows: Sequence[dict], axes: dict) -> None:
-  """Writes the rows: swept keys, group, n, each metric's mean and std, params, FLOPs.
+  """Writes the rows: swept keys, group, n, each metric's mean and std, params, FLOPs
+  (and, fanned out over a cluster, :data:`CLUSTER_COLUMNS`).
 
   Accuracies are fractions; an empty cell is a missing value (std of one seed).
   """
   columns = [*axes, 'group', 'n', *(f'{m}_{s}' for m in METRICS for s in ('mean', 'std')),
              'params', 'flops']
+  if rows and 'status' in rows[0]:  # fanned out: where and how each group ran
+    columns += list(CLUSTER_COLUMNS)
   with open(path, 'w', newline='') as f:
     writer = csv.writer(f)
     writer.writerow(columns)
@@ -349,6 +369,9 @@ def format_table(rows: Sequence[dict], axes: dict) -> str:
   """The rows as a markdown table; accuracies in %, the gap in percentage points."""
   header = [*axes, 'seeds', 'test acc %', 'best eval acc %', 'train acc %',
             'gap (pp)', 'params', 'FLOPs', 'wall s', 'img/s']
+  fanned_out = bool(rows) and 'status' in rows[0]
+  if fanned_out:
+    header += ['status', 'host', 'group s']
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   for row in rows:
     cells = [str(row[k]) for k in axes] + [str(row['n'])]
@@ -357,6 +380,10 @@ def format_table(rows: Sequence[dict], axes: dict) -> str:
     cells += ['–' if row[k] is None else f'{row[k]:,}' for k in ('params', 'flops')]
     cells += [_pm(row['wall_s_mean'], row['wall_s_std'], 1.0, 1),
               _pm(row['images_per_sec_mean'], row['images_per_sec_std'], 1.0, 0)]
+    if fanned_out:
+      status = f'failed: {row["error"]}' if row['error'] else row['status']
+      cells += [status.replace('|', '/'), row['host'] or '–',
+                '–' if row['group_s'] is None else f'{row["group_s"]:.1f}']
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 
@@ -431,10 +458,11 @@ def write_results(workdir: str, rows: Sequence[dict], axes: dict, command: str =
   """
   paths = {'csv': os.path.join(workdir, RESULTS_CSV), 'md': os.path.join(workdir, RESULTS_MD)}
   write_csv(paths['csv'], rows, axes)
-  plots = {'test_accuracy': sweep_figures.test_accuracy(rows, axes),
-           'overfitting_gap': sweep_figures.overfitting_gap(rows, axes),
-           'learning_curves': sweep_figures.learning_curves(rows, axes,
-                                                            read_curves(workdir, rows))}
+  trained = [row for row in rows if row.get('status') != 'failed']  # failed: no numbers
+  plots = {'test_accuracy': sweep_figures.test_accuracy(trained, axes),
+           'overfitting_gap': sweep_figures.overfitting_gap(trained, axes),
+           'learning_curves': sweep_figures.learning_curves(trained, axes,
+                                                            read_curves(workdir, trained))}
   for name, plot in plots.items():
     paths[name] = os.path.join(workdir, f'{name}.png')
     plot.figure.savefig(paths[name], dpi=dpi)
@@ -456,7 +484,8 @@ def write_results(workdir: str, rows: Sequence[dict], axes: dict, command: str =
 
 def run_sweep(config: ml_collections.ConfigDict, workdir: str, axes: dict[str, list],
               seeds: int, log: Callable[[str], None] = print,
-              runner: Callable | None = None, command: str = '') -> list[dict]:
+              runner: Callable | None = None, command: str = '',
+              fan_out: replicas.FanOut | None = None) -> list[dict]:
   """Trains every setting of the grid with ``seeds`` seeds, resuming ``workdir``.
 
   Args:
@@ -469,10 +498,14 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, axes: dict[str, l
     runner: trains one group, ``runner(config, workdir, variants, log=log) ->
       [replica summary, ...]``; default :func:`cnn_jax.train.replicas.train_replicas`.
     command: the command line, recorded in ``sweep.json`` and ``results.md``.
+    fan_out: trains the unfinished groups elsewhere, all at once (``--cluster``:
+      :meth:`cnn_jax.cluster.ClusterRunner.run`) instead of one after another with
+      ``runner``; a group that fails there becomes a failed row while the others
+      finish.
 
   Returns:
     The rows of :func:`aggregate`, also written to ``results.csv``/``results.md``
-    with the plots.
+    with the plots; with ``fan_out``, with each group's status, host and seconds.
 
   Raises:
     ValueError: for bad axes, a setting whose model does not fit the input, or a
@@ -501,7 +534,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, axes: dict[str, l
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, MANIFEST_FILE), 'w') as f:
       json.dump(manifest, f, indent=2, default=str)
-  summaries = {}
+  summaries, jobs = {}, []
   for i, group in enumerate(groups):
     group_dir = os.path.join(workdir, group.name)
     done = _finished(group_dir, group)
@@ -509,11 +542,19 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, axes: dict[str, l
     if done is not None:
       log(f'{head}: finished earlier, read back')
       summaries[group.name] = done
-      continue
-    log(f'{head}: training')
-    summaries[group.name] = runner(group_config(base, group), group_dir, group.variants,
-                                   log=log)
-  rows = aggregate(axes, groups, summaries, costs)
+    elif fan_out is not None:
+      log(f'{head}: to train')
+      jobs.append(replicas.Job(group.name, group_config(base, group), group_dir,
+                               group.variants))
+    else:
+      log(f'{head}: training')
+      summaries[group.name] = runner(group_config(base, group), group_dir, group.variants,
+                                     log=log)
+  outcomes = None
+  if fan_out is not None:
+    outcomes = fan_out(jobs, log=log)
+    summaries.update({name: outcome.summaries for name, outcome in outcomes.items()})
+  rows = aggregate(axes, groups, summaries, costs, outcomes)
   if main:
     write_results(workdir, rows, axes, command)
   return rows

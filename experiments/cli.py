@@ -155,6 +155,41 @@ def start(argv) -> None:
   logging.get_absl_handler().addFilter(_OursOnly())
 
 
+def define_cluster_flags() -> None:
+  """The ``--cluster`` flag and its TLS files, for the studies that fan groups out."""
+  flags.DEFINE_string(
+      'cluster', None, 'Train the groups on a Dask cluster: tcp://HOST:PORT (trusted '
+      'networks only: a scheduler runs whatever code it is sent), tls://HOST:PORT (with '
+      'the --tls_* files) or local:N (N local single-threaded worker processes). The '
+      'workdir must be on storage every worker shares. Without it nothing changes.')
+  flags.DEFINE_string('tls_ca', '', 'tls:// CA certificate (PEM); else $CNN_JAX_TLS_CA.')
+  flags.DEFINE_string('tls_cert', '', 'tls:// client certificate; else $CNN_JAX_TLS_CERT.')
+  flags.DEFINE_string('tls_key', '', 'tls:// client private key; else $CNN_JAX_TLS_KEY.')
+
+
+def cluster_runner():
+  """The ``--cluster`` :class:`cnn_jax.cluster.ClusterRunner`, or None without the flag.
+
+  Connects before anything is written, so an unreachable scheduler costs one line.
+  Dask is imported only here, when the flag is given. Its ``run`` is a study's
+  ``fan_out`` (every unfinished group at once); it turns a cluster error into one line.
+
+  Raises:
+    SystemExit: one line, if the cluster cannot be reached.
+  """
+  address = flags.FLAGS.cluster
+  if not address:
+    return None
+  from cnn_jax import cluster  # pylint: disable=g-import-not-at-top  (Dask on demand)
+  try:
+    tls = None
+    if address.startswith('tls://'):
+      tls = cluster.security(flags.FLAGS.tls_ca, flags.FLAGS.tls_cert, flags.FLAGS.tls_key)
+    return cluster.ClusterRunner(cluster.connect(address, tls), one_line_errors=True)
+  except cluster.ClusterError as e:
+    raise SystemExit(f'error: {e}') from None
+
+
 def command_line(module: str) -> str:
   """This run's command line, as ``python -m module ...``, to store beside its results."""
   return shlex.join(['python', '-m', module, *sys.argv[1:]])

@@ -13,6 +13,8 @@ from cnn_jax import config_utils, dnn_vs_cnn
 from experiments import cli
 from experiments.configs.default import validate
 
+cli.define_cluster_flags()
+
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per model (0 .. N-1).')
 _TRAIN = flags.DEFINE_bool('train', True, 'Train both models (else the table alone).')
 _MLP = flags.DEFINE_string('mlp_config', os.path.join(cli.CONFIG_DIR, 'mlp_fashion_mnist.py'),
@@ -31,11 +33,12 @@ def main(argv):
     for flag in (_MLP, _CNN):
       validate(config_utils.load_config(flag.value), f'--{flag.name}={flag.value}')
   try:
+    cluster = cli.cluster_runner()
     results = dnn_vs_cnn.run(
         {'mlp': _MLP.value, 'cnn': _CNN.value}, seeds=_SEEDS.value, train=_TRAIN.value,
         workdir=_WORKDIR.value, out=_OUT.value,
-        command=cli.command_line('experiments.dnn_vs_cnn'))
-  except ValueError as e:
+        command=cli.command_line('experiments.dnn_vs_cnn'), fan_out=cluster and cluster.run)
+  except (ValueError, RuntimeError) as e:
     raise SystemExit(f'error: {e}') from e
   print(dnn_vs_cnn.format_results(results))
 

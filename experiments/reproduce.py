@@ -15,6 +15,8 @@ from cnn_jax import reproduce
 from experiments import cli
 from experiments.configs.default import validate
 
+cli.define_cluster_flags()
+
 _ONLY = flags.DEFINE_multi_string(
     'only', [], 'Reference name(s) to run; repeat the flag or give a comma list. '
     f'Default: all of {", ".join(reproduce.names())}.')
@@ -38,14 +40,19 @@ def main(argv):
       validate(reproduce.reference_config(ref, cli.CONFIG_DIR, _OVERRIDE.value),
                f'reference {ref.name}')
   try:
+    cluster = cli.cluster_runner()
     results = reproduce.run(
         references, cli.CONFIG_DIR, seeds=_SEEDS.value, workdir=_WORKDIR.value, out=_OUT.value,
         overrides=_OVERRIDE.value,
         not_run=[r for r in reproduce.REFERENCES if r not in references],
-        command=cli.command_line('experiments.reproduce'))
-  except ValueError as e:
+        command=cli.command_line('experiments.reproduce'), fan_out=cluster and cluster.run)
+  except (ValueError, RuntimeError) as e:
     raise SystemExit(f'error: {e}') from e
   print(reproduce.format_results(results))
+  failed = [r['name'] for r in results['references'] if r['status'] == 'failed']
+  if failed:
+    raise SystemExit(f'error: {len(failed)} reference(s) failed to train: '
+                     f'{", ".join(failed)} (see the table and each one\'s cluster.log)')
 
 
 if __name__ == '__main__':

@@ -32,6 +32,7 @@ _SWEEP = flags.DEFINE_multi_string(
     "flag for a grid. Replaces the config file's get_sweep() axis of the same key.")
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per setting: config.seed + 0..N-1.',
                               lower_bound=1)
+cli.define_cluster_flags()
 
 
 def main(argv):
@@ -44,11 +45,18 @@ def main(argv):
       validate(config_utils.apply_overrides(_CONFIG.value, settings),
                f'sweep setting {sweep.group_name(settings)}')
   try:
-    rows = sweep.run_sweep(_CONFIG.value, workdir, axes, _SEEDS.value, command=cli.command_line('experiments.sweep'))
+    cluster = cli.cluster_runner()
+    rows = sweep.run_sweep(_CONFIG.value, workdir, axes, _SEEDS.value,
+                           command=cli.command_line('experiments.sweep'),
+                           fan_out=cluster and cluster.run)
   except (ValueError, NotPreparedError) as e:
     raise SystemExit(f'error: {e}') from e
   print(sweep.format_table(rows, axes))
   print(f'\n{len(rows)} settings x {_SEEDS.value} seeds: {workdir}/{sweep.RESULTS_MD}')
+  failed = sorted({row['group'] for row in rows if row.get('status') == 'failed'})
+  if failed:
+    raise SystemExit(f'error: {len(failed)} group(s) failed: {", ".join(failed)} (see the '
+                     f'status column and each group\'s {workdir}/GROUP/cluster.log)')
 
 
 if __name__ == '__main__':

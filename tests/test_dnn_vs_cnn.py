@@ -6,6 +6,7 @@ import pytest
 from fake_runs import write_replicas_workdir
 
 from cnn_jax import config_utils, dnn_vs_cnn
+from cnn_jax.train import replicas
 
 QUIET = dict(log=lambda *_: None)
 _CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -99,3 +100,28 @@ def test_trained_comparison_reports_params_flops_and_accuracy(tmp_path):
   dnn_vs_cnn.run(CONFIGS, seeds=2, workdir=str(tmp_path / 'runs'), out=None, runner=runner,
                  **QUIET)
   assert len(runner.calls) == 2
+
+
+def test_fan_out_trains_both_models_in_one_call_and_a_failure_stops_the_study(tmp_path):
+  runner = FakeRunner()
+  calls = []
+
+  def fan_out(jobs, log=print):
+    calls.append([job.name for job in jobs])
+    return {job.name: replicas.Outcome(
+        None if job.name == 'cnn' else runner(job.config, job.workdir, job.variants),
+        'FloatingPointError: non-finite loss' if job.name == 'cnn' else None,
+        '127.0.0.4', 3.0, 0.0) for job in jobs}
+
+  with pytest.raises(RuntimeError, match='training failed: cnn on 127.0.0.4: '
+                     'FloatingPointError: non-finite loss'):
+    dnn_vs_cnn.run(CONFIGS, seeds=2, workdir=str(tmp_path / 'runs'), out=None,
+                   fan_out=fan_out, **QUIET)
+  assert calls == [['mlp', 'cnn']] and len(runner.calls) == 1
+  # Run again: the finished MLP is read back, only the CNN is sent (and now trains).
+  results = dnn_vs_cnn.run(CONFIGS, seeds=2, workdir=str(tmp_path / 'runs'), out=None,
+                           fan_out=lambda jobs, log: {j.name: replicas.Outcome(
+                               runner(j.config, j.workdir, j.variants), None, 'h', 1.0, 0.0)
+                               for j in jobs}, **QUIET)
+  assert [r['resumed'] for r in results['trained']] == [True, False]
+  assert results['trained'][1]['mean'] == pytest.approx(0.91)

@@ -10,6 +10,7 @@ from idx_files import prepare_toy_tfds
 from cnn_jax import config_utils, reproduce
 from cnn_jax.data import catalog
 from cnn_jax.summary import summarize
+from cnn_jax.train import replicas
 from cnn_jax.train.trainer import build_model
 
 TINY_CONFIG = os.path.join(os.path.dirname(__file__), 'configs', 'tiny.py')
@@ -223,3 +224,40 @@ def test_tiny_reference_end_to_end(toy_dir, tmp_path):
   assert saved['environment']['command'] == 'python -m experiments.reproduce --test'
   with open(out / 'results.md') as f:
     assert '`python -m experiments.reproduce --test`' in f.read()
+
+
+class FakeFanOut:
+  """Stands in for a cluster: takes every job in one call, fails the ones it is told to."""
+
+  def __init__(self, runner, fail=()):
+    self.runner, self.fail, self.calls = runner, fail, []
+
+  def __call__(self, jobs, log=print):
+    self.calls.append([job.name for job in jobs])
+    return {job.name: replicas.Outcome(
+        None if job.name in self.fail else self.runner(job.config, job.workdir, job.variants),
+        'FloatingPointError: non-finite loss' if job.name in self.fail else None,
+        '127.0.0.3', 12.5, 0.0) for job in jobs}
+
+
+def test_fan_out_takes_every_unfinished_reference_at_once_and_a_failure_is_a_row(
+    toy_dir, tmp_path):
+  refs = [_toy_reference('toy_a', 0.5, 0.1, 'at_least'),
+          _toy_reference('toy_b', 0.5, 0.1, 'at_least'),
+          _toy_reference('toy_bad', 0.5, 0.1, 'at_least')]
+  overrides = [f'dataset.data_dir={toy_dir}']
+  FakeRunner([0.7, 0.8])(reproduce.reference_config(refs[1], CONFIGS, overrides),
+                         str(tmp_path / 'toy_b'), [{'seed': 0}, {'seed': 1}])  # finished
+  fan_out = FakeFanOut(FakeRunner([0.6, 0.9]), fail={'toy_bad'})
+  results = reproduce.run(refs, CONFIGS, seeds=2, workdir=str(tmp_path), out=None,
+                          overrides=overrides, fan_out=fan_out, **QUIET)
+  assert fan_out.calls == [['toy_a', 'toy_bad']]  # one call; toy_b read back
+  a, b, bad = results['references']
+  assert (a['status'], a['mean'], a['host'], a['group_s']) == ('pass', pytest.approx(0.75),
+                                                             '127.0.0.3', 12.5)
+  assert (b['status'], b['resumed'], b['mean']) == ('pass', True, pytest.approx(0.75))
+  assert 'host' not in b
+  assert (bad['status'], bad['error']) == ('failed', 'FloatingPointError: non-finite loss')
+  rows = _rows(reproduce.format_results(results))
+  assert rows['toy_bad'][4] == 'failed on 127.0.0.3: FloatingPointError: non-finite loss'
+  assert rows['toy_a'][5] == 'Dask worker 127.0.0.3'

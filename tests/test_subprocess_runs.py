@@ -195,3 +195,71 @@ def test_two_processes_with_jax_distributed_match_one(toy_dir, tmp_path):
     count, devices, accuracy, loss = json.loads(stdout.strip().splitlines()[-1])
     assert (count, devices) == (2, 2)
     np.testing.assert_allclose([accuracy, loss], expected, rtol=1e-5)
+
+
+def _wait_for_training(proc, workdir, timeout=180):
+  """Returns once the run logged its first record (it is training), or ended."""
+  metrics = os.path.join(workdir, 'metrics.jsonl')
+  deadline = time.time() + timeout
+  while time.time() < deadline and proc.poll() is None:
+    if os.path.exists(metrics) and os.path.getsize(metrics):
+      return
+    time.sleep(0.005)
+
+
+def _finalized_steps(workdir):
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  return sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit())
+
+
+@pytest.mark.parametrize('signals, steps_per_call', [
+    ((signal.SIGTERM,), 1),
+    # A second signal lands during the save; the scan runs 3 steps per compiled call.
+    ((signal.SIGINT, signal.SIGTERM), 3),
+])
+def test_a_signal_saves_the_step_in_flight_and_the_rerun_ends_bitwise_equal(
+    toy_dir, tmp_path, signals, steps_per_call):
+  # Logs and checkpoints once per epoch (12 steps), so most steps a signal can land on
+  # are between them: the save must carry the interval's partial sums.
+  overrides = ['--config.num_epochs=20', '--config.log_every_steps=12',
+               '--config.checkpoint_every_steps=12',
+               f'--config.steps_per_call={steps_per_call}']
+  reference = str(tmp_path / 'reference')
+  subprocess.run(_train_cmd(toy_dir, reference, *overrides), cwd=ROOT, env=_env(),
+                 check=True, capture_output=True)
+
+  stopped = str(tmp_path / 'stopped')
+  cmd = _train_cmd(toy_dir, stopped, *overrides)
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  _wait_for_training(proc, stopped)
+  time.sleep(random.uniform(0.0, 0.3))
+  t_signal = time.perf_counter()
+  for sig in signals:
+    proc.send_signal(sig)
+    time.sleep(0.01)
+  stdout, stderr = proc.communicate(timeout=60)
+  seconds = time.perf_counter() - t_signal
+  assert proc.returncode == 75, (proc.returncode, stderr[-2000:])
+  assert seconds < 30
+  line = stderr.strip().splitlines()[-1]
+  step = _finalized_steps(stopped)[-1]
+  assert line.startswith(f'preempted ({signals[0].name}) at step {step}/240: saved a '
+                         f'checkpoint in {stopped}/checkpoints'), line
+  assert 'rerun the same command to resume' in line
+  assert 0 < step < 240 and step % steps_per_call == 0
+  assert not os.path.exists(os.path.join(stopped, 'summary.json'))
+
+  resumed = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert f'resumed from step {step} ' in resumed.stdout + resumed.stderr
+  ref_params, got_params = _final_params(reference), _final_params(stopped)
+  assert ref_params.keys() == got_params.keys()
+  for name in ref_params:
+    np.testing.assert_array_equal(got_params[name], ref_params[name], err_msg=name)
+  with open(os.path.join(reference, 'summary.json')) as f:
+    ref_summary = _strip(json.load(f))
+  with open(os.path.join(stopped, 'summary.json')) as f:
+    assert _strip(json.load(f)) == ref_summary
+  # Same cadence: every record, the interval and epoch means across the stop included.
+  assert _metrics(stopped) == _metrics(reference)

@@ -8,6 +8,17 @@ Read :func:`train_and_evaluate` top to bottom; it runs four phases:
    evaluate at the end of an epoch and track the best step, save a checkpoint;
 4. finish: evaluate the test split, write ``summary.json``.
 
+Preemption: SIGTERM or SIGINT (spot instances, maintenance, Ctrl-C) sets a flag that
+the loop reads between compiled calls. The run then finishes the call in flight,
+checkpoints its step (with the sums of the metrics not yet logged, see
+:func:`cnn_jax.train.workdir.checkpoint_meta`), flushes the metrics and raises
+:class:`Preempted`; ``experiments.train`` exits with :data:`PREEMPTED_EXIT_CODE`
+(75, ``EX_TEMPFAIL``: try again). Rerunning the same command resumes and ends bitwise
+as an uninterrupted run. More signals during the save are ignored, so the save
+completes (orbax also finalises a step only once it is whole). Signals are only caught
+when the run is in the main thread; with several processes, each must get the signal
+before the same call (as a scheduler sends it to all of them).
+
 The workdir layout is :mod:`cnn_jax.train.workdir`'s; the compiled calls are
 :class:`cnn_jax.train.trainer.Trainer`'s. A single run is handled as one replica, so
 the host bookkeeping below always has a leading replica axis (``rows``); only the
@@ -16,9 +27,12 @@ device arrays of a single run lack it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
 import sys
+import threading
 import time
 
 import jax
@@ -31,6 +45,52 @@ from cnn_jax.train import workdir as workdir_lib
 from cnn_jax.train.metrics import MetricsWriter
 from cnn_jax.train.steps import NO_BAD_STEP, accumulate
 from cnn_jax.train.trainer import Trainer
+
+
+PREEMPTED_EXIT_CODE = os.EX_TEMPFAIL  # 75: the run stopped early; rerun to resume
+
+
+class Preempted(Exception):
+  """A signal stopped the run; its step is checkpointed (the message says how to resume).
+
+  Attributes:
+    step: the saved step the next run resumes from.
+  """
+
+  def __init__(self, signal_name: str, step: int, total: int, workdir: str):
+    self.step = step
+    super().__init__(
+        f'preempted ({signal_name}) at step {step}/{total}: saved a checkpoint in '
+        f'{os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)}; rerun the same command to '
+        f'resume')
+
+
+class _StopSignals:
+  """Within the block, SIGTERM and SIGINT set :attr:`received` instead of stopping.
+
+  Python can only handle signals in the main thread: elsewhere (a worker's thread)
+  nothing is caught and :attr:`received` stays None.
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.received = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    # Later signals are ignored: stopping mid-save would only waste the save.
+    self.received = self.received or signal.Signals(signum).name
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+    return self
+
+  def __exit__(self, *exc):
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
 
 
 def itstime(step: int, every: int) -> bool:
@@ -48,12 +108,15 @@ class Bookkeeping:
     epoch_sums: (rows, 2) float32 sums of the current epoch's train loss and accuracy.
     epoch_steps: steps summed into ``epoch_sums``.
     prior_elapsed: training seconds spent before this process (a resumed run).
+    pending: the summed metrics of the calls since the last logged step, restored
+      from a preempted run's checkpoint (None: nothing pending).
   """
   best_accuracy: np.ndarray
   best_step: np.ndarray
   epoch_sums: np.ndarray
   epoch_steps: int
   prior_elapsed: float
+  pending: dict | None = None
 
   @classmethod
   def from_meta(cls, meta: dict, rows: int, batched: bool) -> 'Bookkeeping':
@@ -63,14 +126,25 @@ class Bookkeeping:
                best_step=per_row(meta['best_eval_step']).astype(np.int64),
                epoch_sums=per_row(meta['epoch_sums']).astype(np.float32),
                epoch_steps=int(meta['epoch_steps']),
-               prior_elapsed=float(meta['elapsed_s']))
+               prior_elapsed=float(meta['elapsed_s']),
+               # Kept as saved (no replica axis for one run): they continue the sums.
+               pending=(dict(meta['pending']) if np.any(meta['pending']['count'])
+                        else None))
 
-  def to_meta(self, num_replicas: int | None, elapsed_s: float) -> dict:
-    """The checkpoint's meta tree (see :func:`workdir.checkpoint_meta`)."""
+  def to_meta(self, num_replicas: int | None, elapsed_s: float, config_hash,
+              pending=None) -> dict:
+    """The checkpoint's meta tree (see :func:`workdir.checkpoint_meta`).
+
+    Args:
+      num_replicas: None for one run.
+      elapsed_s: training seconds so far.
+      config_hash: :func:`workdir.config_hash` of the run.
+      pending: the host copy of the metrics summed since the last logged step.
+    """
     unbatch = (lambda x: x) if num_replicas else (lambda x: x[0])
     return workdir_lib.checkpoint_meta(
         num_replicas, unbatch(self.best_accuracy), unbatch(self.best_step), elapsed_s,
-        unbatch(self.epoch_sums), self.epoch_steps)
+        unbatch(self.epoch_sums), self.epoch_steps, pending, config_hash)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log=print,
@@ -92,26 +166,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log=prin
 
   Raises:
     ValueError: for a bad config or a workdir holding a different experiment.
+    workdir.WorkdirBusyError: when another live process trains in ``workdir``.
     FloatingPointError: when the loss or gradients become non-finite (the step is
       named; the last checkpoint is left intact).
     checkpoint.CheckpointError: when the workdir's checkpoint cannot be restored.
+    Preempted: after SIGTERM or SIGINT, once the step in flight is checkpointed.
   """
   t_start = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
-  workdir_lib.check_same_run(workdir, config, replicas.check_variants(config, variants))
-  trainer = Trainer(config, mesh, variants=variants)
-  mngr = checkpoint.manager(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR),
-                            keep=config.keep_checkpoints)
-  try:
-    return _train(trainer, workdir, mngr, log, t_start)
-  finally:
-    mngr.close()
+  # Process 0 owns the workdir for the whole multi-host run.
+  owner = (workdir_lib.lock(workdir, log) if jax.process_index() == 0
+           else contextlib.nullcontext())
+  with owner, _StopSignals() as stop:
+    workdir_lib.check_same_run(workdir, config, replicas.check_variants(config, variants))
+    trainer = Trainer(config, mesh, variants=variants)
+    mngr = checkpoint.manager(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR),
+                              keep=config.keep_checkpoints)
+    try:
+      return _train(trainer, workdir, mngr, log, t_start, stop)
+    finally:
+      mngr.close()
 
 
-def _train(trainer: Trainer, workdir: str, mngr, log, t_start: float):
+def _train(trainer: Trainer, workdir: str, mngr, log, t_start: float, stop: _StopSignals):
   """The four phases of :func:`train_and_evaluate` once the trainer is built."""
   config, num_replicas = trainer.config, trainer.num_replicas
   main_process = jax.process_index() == 0
+  config_hash = workdir_lib.config_hash(config, trainer.variants)
 
   # 1. Restore or init.
   state, book, start_step = _restore_or_init(trainer, mngr, workdir, log)
@@ -127,6 +208,8 @@ def _train(trainer: Trainer, workdir: str, mngr, log, t_start: float):
   writers = [MetricsWriter(d, start_step, tensorboard=config.tensorboard) for d in dirs]
   compile_s, batches = trainer.compile(state, start_step)
   elapsed = lambda: book.prior_elapsed + time.perf_counter() - t_start
+  if stop.received:  # before the first call: the workdir is as the last run left it
+    raise Preempted(stop.received, start_step, trainer.total_steps, workdir)
 
   # 2./3. Intervals of compiled calls, with a sync at each log, eval or save step.
   steps_per_epoch, total = trainer.steps_per_epoch, trainer.total_steps
@@ -134,7 +217,7 @@ def _train(trainer: Trainer, workdir: str, mngr, log, t_start: float):
   checkpoint_every = config.checkpoint_every_steps or steps_per_epoch
   speed = {'images': 0, 'seconds': 0.0}
   bar = _progress(total, start_step)
-  totals, t_interval = None, time.perf_counter()
+  totals, t_interval = _pending_totals(trainer, book), time.perf_counter()
   for step, args in zip(range(start_step, total, trainer.steps_per_call), batches):
     state, metrics = trainer.train_step(state, args)
     totals = accumulate(totals, metrics)
@@ -144,6 +227,10 @@ def _train(trainer: Trainer, workdir: str, mngr, log, t_start: float):
             or done == total):
       if bar is not None:
         bar.update(trainer.steps_per_call)
+      if stop.received:  # save between logged steps, with the interval's sums so far
+        checkpoint.save(mngr, done, {'state': state, 'meta': book.to_meta(
+            num_replicas, elapsed(), config_hash, jax.device_get(totals))})
+        _preempted(stop, writers, bar, done, total, workdir)
       continue
     records = _log_interval(trainer, writers, book, jax.device_get(totals), step, done,
                             time.perf_counter() - t_interval, elapsed(), speed, workdir,
@@ -155,10 +242,12 @@ def _train(trainer: Trainer, workdir: str, mngr, log, t_start: float):
                                                done, elapsed())
     _report(trainer, records, done, bar, end_of_epoch, log)
     # Every evaluated step is saved too, so the best one can be kept and restored.
-    if itstime(done, checkpoint_every) or eval_accuracy is not None or done == total:
-      checkpoint.save(mngr, done, {'state': state,
-                                   'meta': book.to_meta(num_replicas, elapsed())},
-                      eval_accuracy)
+    if (itstime(done, checkpoint_every) or eval_accuracy is not None or done == total
+        or stop.received):
+      checkpoint.save(mngr, done, {'state': state, 'meta': book.to_meta(
+          num_replicas, elapsed(), config_hash)}, eval_accuracy)
+    if stop.received and done < total:
+      _preempted(stop, writers, bar, done, total, workdir)
     t_interval = time.perf_counter()
   if bar is not None:
     bar.close()
@@ -167,13 +256,22 @@ def _train(trainer: Trainer, workdir: str, mngr, log, t_start: float):
   return _finish(trainer, state, writers, book, workdir, elapsed(), compile_s, speed)
 
 
+def _preempted(stop: _StopSignals, writers, bar, step: int, total: int, workdir: str):
+  """Flushes the metrics once ``step`` is saved, and raises :class:`Preempted`."""
+  for writer in writers:
+    writer.close()
+  if bar is not None:
+    bar.close()
+  raise Preempted(stop.received, step, total, workdir)
+
+
 def _restore_or_init(trainer: Trainer, mngr, workdir: str, log):
   """The newest finalized checkpoint's state and bookkeeping, or a fresh start.
 
   Returns:
     ``(state, bookkeeping, start_step)``.
   """
-  restored_step, items = checkpoint.restore(mngr, workdir_lib.checkpoint_target(trainer))
+  restored_step, items = workdir_lib.restore_checkpoint(mngr, trainer)
   rows = trainer.num_replicas or 1
   batched = trainer.num_replicas is not None
   if restored_step is None:
@@ -182,6 +280,13 @@ def _restore_or_init(trainer: Trainer, mngr, workdir: str, log):
   log(f'resumed from step {restored_step} in {workdir}')
   return (items['state'], Bookkeeping.from_meta(items['meta'], rows, batched),
           int(restored_step))
+
+
+def _pending_totals(trainer: Trainer, book: Bookkeeping):
+  """The restored sums of a preempted interval, on the devices like a call's metrics."""
+  if book.pending is None:
+    return None
+  return jax.device_put(book.pending, trainer.replicated)
 
 
 def _per_row(trainer: Trainer, value) -> np.ndarray:

@@ -22,13 +22,50 @@ Workdir layout::
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from cnn_jax import config_utils, provenance
 
 # A function that trains one group of replicas: runner(config, workdir, variants,
 # log=log) -> [summary, ...]; train_replicas by default, a fake in tests.
 Runner = Callable[..., list]
+
+
+class Job(NamedTuple):
+  """One compiled program to train: a sweep group or a reproduced reference.
+
+  Attributes:
+    name: the job's name in logs and results (a sweep group's folder name).
+    config: the config it trains.
+    workdir: its own run directory.
+    variants: one dict of vmappable overrides per replica.
+  """
+  name: str
+  config: object
+  workdir: str
+  variants: list
+
+
+class Outcome(NamedTuple):
+  """What became of a job run elsewhere (:mod:`cnn_jax.cluster`).
+
+  Attributes:
+    summaries: the runner's per-replica summaries; None if it failed.
+    error: the one-line error of a failed job, else None.
+    host: the host that ran it (the last attempt's).
+    duration_s: seconds the last attempt took on its worker (None if it was lost).
+    started: when that attempt started (Unix time).
+  """
+  summaries: list | None
+  error: str | None
+  host: str | None
+  duration_s: float | None
+  started: float | None
+
+
+# A function that trains many jobs, e.g. on a cluster: fan_out(jobs, log=log) ->
+# {job name: Outcome}; None runs them one after another with a Runner.
+FanOut = Callable[..., dict]
 
 
 def is_vmappable(key: str) -> bool:
@@ -164,3 +201,37 @@ def train_seeds(config, workdir: str, seeds: Sequence[int], runner: Runner | Non
     return summaries, True
   runner = runner or train_replicas
   return runner(config, workdir, [{'seed': s} for s in seeds], log=log), False
+
+
+def train_seeds_each(runs: Sequence[tuple[str, object, str]], seeds: Sequence[int],
+                     runner: Runner | None = None, fan_out: FanOut | None = None,
+                     log=print) -> dict[str, tuple[list[dict] | None, bool, Outcome | None]]:
+  """:func:`train_seeds` for several configs; with ``fan_out``, all unfinished at once.
+
+  Args:
+    runs: ``(name, config, workdir)`` per run.
+    seeds: one replica per seed, for every run.
+    runner: see :data:`Runner`; used without ``fan_out``, one run after another.
+    fan_out: trains the unfinished runs elsewhere (``--cluster``:
+      :meth:`cnn_jax.cluster.ClusterRunner.run`); a run that fails there does not
+      stop the others.
+    log: progress lines.
+
+  Returns:
+    Name -> ``(summaries, resumed, outcome)``: ``summaries`` None for a run that
+    failed, ``outcome`` the :class:`Outcome` of a run trained by ``fan_out``, else None.
+  """
+  results, jobs = {}, []
+  for name, config, workdir in runs:
+    if fan_out is None:
+      results[name] = (*train_seeds(config, workdir, seeds, runner, log), None)
+      continue
+    summaries = finished_replicas(workdir, config, seeds)
+    if summaries is not None:
+      results[name] = (summaries, True, None)
+    else:
+      jobs.append(Job(name, config, workdir, [{'seed': s} for s in seeds]))
+  if jobs:
+    for name, outcome in fan_out(jobs, log=log).items():
+      results[name] = (outcome.summaries, False, outcome)
+  return results

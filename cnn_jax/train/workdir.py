@@ -10,23 +10,104 @@ A single run's workdir::
 
 A workdir is only ever resumed by the same run: :func:`check_same_run` refuses a
 different config or set of replicas before anything is written.
+
+One owner per workdir: a training run holds ``workdir/.lock`` (an exclusive
+``fcntl.flock`` on the file, which records the holder's pid, host and start time) from
+before it reads the workdir until it returns. A second process is refused at once with
+:class:`WorkdirBusyError` naming the holder. The kernel drops a flock when its process
+dies, however it dies, so the lock of a killed run is stale by construction and the
+next run takes it over; a run that returns deletes the file. (On NFS, flock is
+emulated with byte-range locks, which the server also releases when a client dies.)
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import fcntl
+import hashlib
 import json
 import os
+import socket
 
 import ml_collections
 import numpy as np
 
 from cnn_jax import provenance
 from cnn_jax.train import checkpoint, replicas
+from cnn_jax.train.steps import NO_BAD_STEP
 from cnn_jax.train.trainer import Trainer
 
 CONFIG_FILE = 'config.json'
 SUMMARY_FILE = 'summary.json'
 CHECKPOINT_DIR = 'checkpoints'
+LOCK_FILE = '.lock'
+
+
+class WorkdirBusyError(RuntimeError):
+  """Another live process holds the workdir's lock."""
+
+
+@contextlib.contextmanager
+def lock(workdir: str, log=print):
+  """Holds ``workdir/.lock`` for the duration of the block: one owner per workdir.
+
+  Args:
+    workdir: an existing run directory.
+    log: told when the lock of a killed run is taken over.
+
+  Yields:
+    Nothing; the lock is released (and its file deleted) when the block exits.
+
+  Raises:
+    WorkdirBusyError: at once, naming the holder's pid and host, if a live process
+      holds the lock.
+  """
+  path = os.path.join(workdir, LOCK_FILE)
+  while True:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = _lock_holder(fd)
+      os.close(fd)
+      raise WorkdirBusyError(
+          f'{workdir} is in use by pid {holder.get("pid", "?")} on host '
+          f'{holder.get("host", "?")} (since {holder.get("start", "?")}; {path}): wait '
+          f'for it to finish or stop it, or use another --workdir') from None
+    # The file may have been deleted by the previous holder between our open and our
+    # flock: then we hold a lock nobody else can see; start again on the new file.
+    try:
+      same = os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+      same = False
+    if same:
+      break
+    os.close(fd)
+  stale = _lock_holder(fd)
+  if stale:
+    log(f'taking over the lock of pid {stale.get("pid")} on {stale.get("host")}, which '
+        f'ended without releasing it')
+  os.ftruncate(fd, 0)
+  os.pwrite(fd, json.dumps({
+      'pid': os.getpid(), 'host': socket.gethostname(),
+      'start': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+  }).encode(), 0)
+  try:
+    yield
+  finally:
+    # Deleted while still held, so no other process can lock the old file meanwhile.
+    os.unlink(path)
+    os.close(fd)
+
+
+def _lock_holder(fd: int) -> dict:
+  """What a lock file says about its holder (empty if it says nothing readable)."""
+  try:
+    holder = json.loads(os.pread(fd, 4096, 0) or b'{}')
+  except ValueError:
+    return {}
+  return holder if isinstance(holder, dict) else {}
 
 
 def check_same_run(workdir: str, config, variants=None) -> None:
@@ -127,27 +208,76 @@ def write_summaries(workdir: str, summaries: list[dict], num_replicas: int | Non
     json.dump(result, f, indent=2)
 
 
+def config_hash(config, variants=None) -> np.ndarray:
+  """The sha256 of a run's resolved config and variants, as 8 uint32 (checkpoint meta).
+
+  Computed from the JSON form, so a config read back from ``config.json`` (lists for
+  tuples) hashes like the one that wrote it.
+  """
+  text = json.dumps(provenance.jsonable({'config': config.to_dict(), 'variants': variants}),
+                    sort_keys=True)
+  return np.frombuffer(hashlib.sha256(text.encode()).digest(), np.uint32).copy()
+
+
 def checkpoint_meta(num_replicas: int | None = None, best_eval_accuracy=-1.0,
                     best_eval_step=-1, elapsed_s: float = 0.0, epoch_sums=None,
-                    epoch_steps: int = 0) -> dict:
+                    epoch_steps: int = 0, pending=None, config_hash=None) -> dict:
   """Run bookkeeping saved beside the state, so a resumed run reports like an unbroken one.
 
   ``epoch_sums`` are the running (loss, accuracy) sums of the current epoch, kept in
-  float32 on both sides so a resumed epoch mean is bitwise the uninterrupted one. With
-  K replicas the best-eval and epoch fields get a leading (K,) axis.
+  float32 on both sides so a resumed epoch mean is bitwise the uninterrupted one.
+  ``pending`` holds the summed metrics of the calls since the last logged step (only a
+  preempted run saves between logged steps), ``{'loss', 'accuracy', 'count',
+  'bad_step'}`` as the train calls return them, so the resumed run logs that interval
+  as the uninterrupted one does. ``config_hash`` (:func:`config_hash`) ties the
+  checkpoint to its config. With K replicas the best-eval, epoch and pending fields get
+  a leading (K,) axis.
   """
   lead = () if num_replicas is None else (num_replicas,)
   sums = np.zeros(lead + (2,)) if epoch_sums is None else epoch_sums
+  if pending is None:
+    pending = {'loss': np.zeros(lead), 'accuracy': np.zeros(lead),
+               'count': np.zeros(lead), 'bad_step': np.full(lead, NO_BAD_STEP)}
   return {'best_eval_accuracy': np.broadcast_to(best_eval_accuracy, lead).astype(np.float32),
           'best_eval_step': np.broadcast_to(best_eval_step, lead).astype(np.int32),
           'elapsed_s': np.array(elapsed_s, np.float32),
           'epoch_sums': np.asarray(sums, np.float32),
-          'epoch_steps': np.array(epoch_steps, np.int32)}
+          'epoch_steps': np.array(epoch_steps, np.int32),
+          'pending': {'loss': np.asarray(pending['loss'], np.float32),
+                      'accuracy': np.asarray(pending['accuracy'], np.float32),
+                      'count': np.asarray(pending['count'], np.int32),
+                      'bad_step': np.asarray(pending['bad_step'], np.int32)},
+          'config_hash': np.zeros(8, np.uint32) if config_hash is None else config_hash}
 
 
 def checkpoint_target(trainer: Trainer) -> dict:
   """The abstract ``{'state', 'meta'}`` tree a checkpoint of this run restores into."""
   return {'state': trainer.abstract_state(), 'meta': checkpoint_meta(trainer.num_replicas)}
+
+
+def restore_checkpoint(mngr, trainer: Trainer, step: int | None = None):
+  """:func:`checkpoint.restore` into this run's structure, refusing another config's.
+
+  Args:
+    mngr: the workdir's checkpoint manager.
+    trainer: the run's trainer.
+    step: the step to restore; None for the newest finalized one.
+
+  Returns:
+    ``(step, {'state', 'meta'})``, or ``(None, None)`` without a checkpoint.
+
+  Raises:
+    checkpoint.CheckpointError: if it cannot be restored, or was saved by a run of
+      another config or set of replicas (its ``config_hash`` differs).
+  """
+  step, items = checkpoint.restore(mngr, checkpoint_target(trainer), step)
+  if step is not None and not np.array_equal(
+      items['meta']['config_hash'], config_hash(trainer.config, trainer.variants)):
+    raise checkpoint.CheckpointError(
+        f'cannot restore the checkpoint at step {step} in {mngr.directory}: it was saved '
+        f'by a run of another config (its config hash differs from this one\'s). Nothing '
+        f'was deleted. Use a new --workdir, or the config that trained it.')
+  return step, items
 
 
 def restore(workdir: str, which: str = 'latest'):
@@ -176,12 +306,11 @@ def restore(workdir: str, which: str = 'latest'):
                      f'best step (see replica_*/summary.json); name a step instead of best')
   trainer = Trainer(config, variants=variants)
   mngr = checkpoint.manager(directory, read_only=True)
-  target = checkpoint_target(trainer)
   step = None if which in ('latest', 'best') else int(which)
   if step is not None and step not in mngr.all_steps():
     raise FileNotFoundError(f'no checkpoint at step {step} in {workdir}; saved steps: '
                             f'{sorted(mngr.all_steps())}')
-  step, items = checkpoint.restore(mngr, target, step)
+  step, items = restore_checkpoint(mngr, trainer, step)
   if step is None:
     raise FileNotFoundError(f'no checkpoint in {directory}: train the workdir first (or '
                             f'let a run finish its first save)')
@@ -189,7 +318,7 @@ def restore(workdir: str, which: str = 'latest'):
     best_step = int(items['meta']['best_eval_step'])
     if best_step < 0:
       raise FileNotFoundError(f'{workdir} has no evaluated checkpoint (no eval split)')
-    step, items = checkpoint.restore(mngr, target, best_step)
+    step, items = restore_checkpoint(mngr, trainer, best_step)
   mngr.close()
   return trainer, step, items['state']
 

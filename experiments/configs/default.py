@@ -111,6 +111,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 0
   config.keep_checkpoints = 2  # the latest K, plus the best by eval accuracy
   config.tensorboard = True  # if TensorFlow is installed
+
+  # What one group (one compiled program) needs on a Dask cluster (--cluster): tasks
+  # are submitted with these Dask worker resources, so a gpu=1 group only lands on a
+  # worker started with --resources "GPU=1". 0: not requested. Ignored without --cluster.
+  config.resources = ml_collections.ConfigDict()
+  config.resources.cpu = 0  # Dask resource CPU (workers: --resources "CPU=N")
+  config.resources.gpu = 0  # Dask resource GPU (workers: --resources "GPU=N")
+  config.resources.memory_gb = 0.0  # Dask resource MEMORY in bytes (x 1e9)
   return config
 
 
