@@ -180,6 +180,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log=prin
   with owner, _StopSignals() as stop:
     workdir_lib.check_same_run(workdir, config, replicas.check_variants(config, variants))
     trainer = Trainer(config, mesh, variants=variants)
+    # Before the checkpoints folder: a folder holding one always says whose it is.
+    if jax.process_index() == 0:
+      workdir_lib.write_config(workdir, config, trainer.variants)
     mngr = checkpoint.manager(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR),
                               keep=config.keep_checkpoints)
     try:
@@ -191,13 +194,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log=prin
 def _train(trainer: Trainer, workdir: str, mngr, log, t_start: float, stop: _StopSignals):
   """The four phases of :func:`train_and_evaluate` once the trainer is built."""
   config, num_replicas = trainer.config, trainer.num_replicas
-  main_process = jax.process_index() == 0
   config_hash = workdir_lib.config_hash(config, trainer.variants)
 
   # 1. Restore or init.
   state, book, start_step = _restore_or_init(trainer, mngr, workdir, log)
-  if main_process:
-    workdir_lib.write_config(workdir, config, trainer.variants)
   if start_step >= trainer.total_steps:
     finished = workdir_lib.read_summary(workdir, num_replicas)
     if finished is not None:  # a finished run: report it again, rewrite nothing
@@ -270,10 +270,20 @@ def _restore_or_init(trainer: Trainer, mngr, workdir: str, log):
 
   Returns:
     ``(state, bookkeeping, start_step)``.
+
+  Raises:
+    ValueError: for a finished run without checkpoints (training it again would
+      replace its results).
   """
   restored_step, items = workdir_lib.restore_checkpoint(mngr, trainer)
   rows = trainer.num_replicas or 1
   batched = trainer.num_replicas is not None
+  if restored_step is None and os.path.exists(
+      os.path.join(workdir, workdir_lib.SUMMARY_FILE)):
+    raise ValueError(f'{workdir} holds a finished run ({workdir_lib.SUMMARY_FILE}) but no '
+                     f'checkpoint in {mngr.directory}: training it again would replace its '
+                     f'results. Restore the checkpoints, or use a new --workdir; nothing '
+                     f'was changed.')
   if restored_step is None:
     meta = workdir_lib.checkpoint_meta(trainer.num_replicas)
     return trainer.init_state(), Bookkeeping.from_meta(meta, rows, batched), 0
