@@ -9,8 +9,9 @@ Read :func:`train_and_evaluate` top to bottom; it runs four phases:
 4. finish: evaluate the test split, write ``summary.json``.
 
 Preemption: SIGTERM or SIGINT (spot instances, maintenance, Ctrl-C) sets a flag that
-the loop reads between compiled calls. The run then finishes the call in flight,
-checkpoints its step (with the sums of the metrics not yet logged, see
+the loop reads between compiled calls (a signal during start-up, while the data loads
+and the step compiles, is acted on before the first call). The run then finishes the
+call in flight, checkpoints its step (with the sums of the metrics not yet logged, see
 :func:`cnn_jax.train.workdir.checkpoint_meta`), flushes the metrics and raises
 :class:`Preempted`; ``experiments.train`` exits with :data:`PREEMPTED_EXIT_CODE`
 (75, ``EX_TEMPFAIL``: try again). Rerunning the same command resumes and ends bitwise
@@ -57,12 +58,14 @@ class Preempted(Exception):
     step: the saved step the next run resumes from.
   """
 
-  def __init__(self, signal_name: str, step: int, total: int, workdir: str):
+  def __init__(self, signal_name: str, step: int, total: int, workdir: str,
+               saved: bool = True):
     self.step = step
-    super().__init__(
-        f'preempted ({signal_name}) at step {step}/{total}: saved a checkpoint in '
-        f'{os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)}; rerun the same command to '
-        f'resume')
+    where = os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)
+    what = (f'saved a checkpoint in {where}' if saved else
+            f'stopped before the first step, nothing new to save in {where}')
+    super().__init__(f'preempted ({signal_name}) at step {step}/{total}: {what}; rerun '
+                     f'the same command to resume')
 
 
 class _StopSignals:
@@ -209,7 +212,7 @@ def _train(trainer: Trainer, workdir: str, mngr, log, t_start: float, stop: _Sto
   compile_s, batches = trainer.compile(state, start_step)
   elapsed = lambda: book.prior_elapsed + time.perf_counter() - t_start
   if stop.received:  # before the first call: the workdir is as the last run left it
-    raise Preempted(stop.received, start_step, trainer.total_steps, workdir)
+    raise Preempted(stop.received, start_step, trainer.total_steps, workdir, saved=False)
 
   # 2./3. Intervals of compiled calls, with a sync at each log, eval or save step.
   steps_per_epoch, total = trainer.steps_per_epoch, trainer.total_steps

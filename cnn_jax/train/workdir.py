@@ -7,6 +7,7 @@ A single run's workdir::
   workdir/summary.json     the final results (``{'replicas': [...]}`` with replicas)
   workdir/checkpoints/     orbax steps: {'state': TrainState, 'meta': bookkeeping}
   workdir/replica_NN/      with vmapped replicas: each one's metrics and summary
+  workdir/.lock            while a run trains: its pid, host and start time
 
 A workdir is only ever resumed by the same run: :func:`check_same_run` refuses a
 different config or set of replicas, and a folder that is not empty but holds no
@@ -116,7 +117,7 @@ def read_metrics(path: str) -> list[dict]:
 
 
 def write_json(path: str, value) -> None:
-  """Writes ``value`` as JSON into ``path`` whole or not at all (a kill leaves the old file)."""
+  """Writes ``value`` as JSON to ``path`` whole or not at all (a kill keeps the old file)."""
   fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + '.', suffix='.tmp',
                              dir=os.path.dirname(path) or '.')
   try:
@@ -397,7 +398,10 @@ def restore(workdir: str, which: str = 'latest'):
     restored step and its train state.
 
   Raises:
-    FileNotFoundError: if the directory is not a workdir or there is no such checkpoint.
+    FileNotFoundError: if the directory is not a workdir, there is no such checkpoint,
+      or the dataset is not prepared (``cnn_jax.data.NotPreparedError``: read-only,
+      this never prepares or downloads it).
+    WorkdirFileError: if ``config.json`` is damaged.
     checkpoint.CheckpointError: if it cannot be restored.
   """
   # Everything that can be checked without the data is checked first: a read-only tool
@@ -443,8 +447,9 @@ def evaluate_checkpoint(workdir: str, which: str = 'latest', split: str = 'test'
     replica, for a workdir of vmapped replicas).
 
   Raises:
-    FileNotFoundError: if there is no such checkpoint.
-    ValueError: for ``split='eval'`` on a run without an eval split.
+    FileNotFoundError: if there is no such checkpoint, or the dataset is not prepared.
+    ValueError: for ``split='eval'`` on a run without an eval split, or a damaged
+      ``config.json`` (:class:`WorkdirFileError`).
     checkpoint.CheckpointError: if it cannot be restored.
   """
   trainer, step, state = restore(workdir, which)
