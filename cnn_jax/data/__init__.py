@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 
-def load(config, prepare: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def load(config, may_prepare: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """Loads the splits named by a dataset config into memory, through TFDS.
 
   For small datasets, which then live on the device for the whole run (see
@@ -51,7 +51,7 @@ def load(config, prepare: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray
 
   Args:
     config: the dataset ConfigDict (fields in this module's docstring).
-    prepare: False never prepares a missing dataset (read-only tools).
+    may_prepare: False never prepares a missing dataset (read-only tools).
 
   Returns:
     ``{'train': (inputs, labels), 'test': (inputs, labels)}``, plus ``'eval'`` when
@@ -66,7 +66,7 @@ def load(config, prepare: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray
   if catalog.get(config.name).stream:
     raise ValueError(f'{config.name} is too large to load into memory; read it with '
                      f'cnn_jax.data.stream(...)')
-  builder = ensure_prepared(config, prepare)
+  builder = ensure_prepared(config, may_prepare)
   splits = {'train': config.train_split, 'eval': config.eval_split,
             'test': config.test_split}
   return {key: tfds_data.read_split(builder, split)

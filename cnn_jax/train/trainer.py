@@ -200,7 +200,7 @@ class Trainer:
     self._make_keys()
     self._jit_calls(example)
 
-  def _load_data(self, splits, prepare: bool) -> tuple:
+  def _load_data(self, splits, may_prepare: bool) -> tuple:
     """Puts the training split on the devices (or opens its stream).
 
     Sets ``num_train`` and ``split_sizes`` (``{'train' | 'eval' | 'test': examples}``).
@@ -213,7 +213,7 @@ class Trainer:
       if self.num_replicas is not None:
         raise ValueError('vmapped replicas need the dataset in device memory; '
                          f'{dataset.name} is streamed from the host')
-      builder = data_lib.ensure_prepared(dataset, prepare)
+      builder = data_lib.ensure_prepared(dataset, may_prepare)
       names = {'train': dataset.train_split, 'eval': dataset.eval_split,
                'test': dataset.test_split}
       self.split_sizes = {key: builder.info.splits[name].num_examples
@@ -225,7 +225,7 @@ class Trainer:
         shape = (self.augment.image_size,) * 2 + shape[-1:]
         self.augment = self.augment.after_host_crop()
       return shape, dtype
-    splits = data_lib.load(dataset, prepare) if splits is None else splits
+    splits = data_lib.load(dataset, may_prepare) if splits is None else splits
     train_x, train_y = splits['train']
     self.num_train = len(train_y)
     self.split_sizes = {key: len(labels) for key, (_, labels) in splits.items()}
