@@ -360,3 +360,22 @@ def test_a_failed_save_keeps_older_checkpoints_and_the_run_resumes(trained, tmp_
   timing = {'wall_s', 'compile_s', 'train_images_per_sec'}
   assert ({k: v for k, v in summary.items() if k not in timing}
           == {k: v for k, v in expected.items() if k not in timing})
+
+
+@pytest.mark.slow
+def test_checkpoints_saved_before_the_config_hash_still_restore(trained, tmp_path):
+  expected = workdir_lib.evaluate_checkpoint(trained[0])
+  workdir = _copy(trained, tmp_path)
+  ckpt = os.path.join(workdir, 'checkpoints')
+  trainer, step, state = workdir_lib.restore(workdir)
+  mngr = checkpoint.manager(ckpt)
+  items = workdir_lib.restore_checkpoint(mngr, trainer, step)[1]
+  # The meta tree of older versions: no pending sums, no config hash.
+  old_meta = {k: v for k, v in items['meta'].items() if k not in ('pending', 'config_hash')}
+  mngr.delete(step)
+  checkpoint.save(mngr, step, {'state': state, 'meta': old_meta})
+  mngr.close()
+  assert workdir_lib.evaluate_checkpoint(workdir) == expected
+  os.remove(os.path.join(workdir, 'summary.json'))  # resumed from it, the run ends alike
+  summary = train_and_evaluate(trained[1], workdir, log=lambda *_: None)
+  assert summary['test_accuracy'] == expected['accuracy']

@@ -131,8 +131,8 @@ class Bookkeeping:
                epoch_steps=int(meta['epoch_steps']),
                prior_elapsed=float(meta['elapsed_s']),
                # Kept as saved (no replica axis for one run): they continue the sums.
-               pending=(dict(meta['pending']) if np.any(meta['pending']['count'])
-                        else None))
+               pending=(dict(meta['pending']) if 'pending' in meta
+                        and np.any(meta['pending']['count']) else None))
 
   def to_meta(self, num_replicas: int | None, elapsed_s: float, config_hash,
               pending=None) -> dict:

@@ -356,9 +356,31 @@ def checkpoint_meta(num_replicas: int | None = None, best_eval_accuracy=-1.0,
           'config_hash': np.zeros(8, np.uint32) if config_hash is None else config_hash}
 
 
-def checkpoint_target(trainer: Trainer) -> dict:
-  """The abstract ``{'state', 'meta'}`` tree a checkpoint of this run restores into."""
-  return {'state': trainer.abstract_state(), 'meta': checkpoint_meta(trainer.num_replicas)}
+# Checkpoints saved before preemption and config hashes were added lack these fields.
+_NEWER_META = ('pending', 'config_hash')
+
+
+def checkpoint_target(trainer: Trainer, legacy: bool = False) -> dict:
+  """The abstract ``{'state', 'meta'}`` tree a checkpoint of this run restores into.
+
+  Args:
+    trainer: the run's trainer.
+    legacy: the tree of a checkpoint saved without the ``pending`` and ``config_hash``
+      meta fields (by an older version of this package).
+  """
+  meta = checkpoint_meta(trainer.num_replicas)
+  if legacy:
+    meta = {k: v for k, v in meta.items() if k not in _NEWER_META}
+  return {'state': trainer.abstract_state(), 'meta': meta}
+
+
+def _is_legacy(mngr, step: int | None) -> bool:
+  """Whether the checkpoint at ``step`` predates the ``pending`` and hash meta fields."""
+  try:
+    stored = mngr.item_metadata(step).tree['meta']
+  except Exception:  # pylint: disable=broad-except  (checkpoint.restore reports it)
+    return False
+  return not any(k in stored for k in _NEWER_META)
 
 
 def restore_checkpoint(mngr, trainer: Trainer, step: int | None = None):
@@ -376,8 +398,13 @@ def restore_checkpoint(mngr, trainer: Trainer, step: int | None = None):
     checkpoint.CheckpointError: if it cannot be restored, or was saved by a run of
       another config or set of replicas (its ``config_hash`` differs).
   """
-  step, items = checkpoint.restore(mngr, checkpoint_target(trainer), step)
-  if step is not None and not np.array_equal(
+  step = mngr.latest_step() if step is None else step
+  if step is None:
+    return None, None
+  # An older checkpoint has no hash to compare; config.json still vouches for it.
+  legacy = _is_legacy(mngr, step)
+  step, items = checkpoint.restore(mngr, checkpoint_target(trainer, legacy), step)
+  if not legacy and not np.array_equal(
       items['meta']['config_hash'], config_hash(trainer.config, trainer.variants)):
     raise checkpoint.CheckpointError(
         f'cannot restore the checkpoint at step {step} in {mngr.directory}: it was saved '
