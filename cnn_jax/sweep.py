@@ -56,7 +56,7 @@ from cnn_jax import summary as summary_lib
 from cnn_jax.data import catalog
 from cnn_jax.train import replicas
 from cnn_jax.train.trainer import build_model
-from cnn_jax.train.workdir import SUMMARY_FILE
+from cnn_jax.train import workdir as workdir_lib
 from cnn_jax.train.metrics import METRICS_FILE
 from cnn_jax.viz import sweep_figures
 from cnn_jax.viz.common import DPI
@@ -400,8 +400,7 @@ def _check_manifest(workdir: str, manifest: dict) -> bool:
       raise ValueError(f'{workdir} is not empty and holds no {MANIFEST_FILE}: it is not a '
                        f'sweep workdir. Use a new --workdir; nothing was changed.')
     return False
-  with open(path) as f:
-    saved = json.load(f)
+  saved = workdir_lib.read_json(path)
   provenance.refuse_different_run(workdir, 'sweep', {k: saved.get(k) for k in _IDENTITY},
                                   {k: manifest[k] for k in _IDENTITY})
   return True
@@ -409,12 +408,8 @@ def _check_manifest(workdir: str, manifest: dict) -> bool:
 
 def _finished(group_dir: str, group: Group) -> list[dict] | None:
   """The replica summaries of a group that finished, else None."""
-  path = os.path.join(group_dir, SUMMARY_FILE)
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    results = json.load(f).get('replicas', [])
-  return results if len(results) == len(group.variants) else None
+  results = workdir_lib.read_summary(group_dir, len(group.variants))
+  return results if results is not None and len(results) == len(group.variants) else None
 
 
 def read_curves(workdir: str, rows: Sequence[dict]) -> list[dict]:
@@ -434,8 +429,7 @@ def read_curves(workdir: str, rows: Sequence[dict]) -> list[dict]:
   for row in rows:
     train, evals = [], []
     for replica in row['replicas']:
-      with open(os.path.join(workdir, replica, METRICS_FILE)) as f:
-        records = [json.loads(line) for line in f if line.strip()]
+      records = workdir_lib.read_metrics(os.path.join(workdir, replica, METRICS_FILE))
       train.append({r['epoch']: r['epoch_loss'] for r in records
                     if r['split'] == 'train' and 'epoch_loss' in r})
       evals.append({r['epoch']: r['accuracy'] for r in records if r['split'] == 'eval'})

@@ -1,4 +1,7 @@
-"""Evaluates the latest, best or a given checkpoint of a training workdir.
+"""Evaluates the latest, best or a given checkpoint of a training workdir (read-only).
+
+It writes nothing, and never prepares or downloads a dataset: the workdir's config and
+checkpoint are checked before any data is read.
 
   python -m experiments.evaluate --workdir runs/fashion_mnist_cnn [--checkpoint best] \
       [--split test]
@@ -8,6 +11,7 @@ import json
 
 from absl import flags
 
+from cnn_jax.train.checkpoint import CheckpointError
 from cnn_jax.train.workdir import evaluate_checkpoint
 from experiments import cli
 
@@ -20,7 +24,13 @@ _SPLIT = flags.DEFINE_enum('split', 'test', ['test', 'eval'], 'Split to evaluate
 
 def main(argv):
   cli.start(argv)
-  print(json.dumps(evaluate_checkpoint(_WORKDIR.value, _CHECKPOINT.value, _SPLIT.value)))
+  try:
+    result = evaluate_checkpoint(_WORKDIR.value, _CHECKPOINT.value, _SPLIT.value)
+  # What a workdir can lack (a run stopped early, an unprepared dataset) or hold (a
+  # damaged file): one line, not a traceback.
+  except (FileNotFoundError, ValueError, CheckpointError) as e:
+    raise SystemExit(f'error: {e}') from None
+  print(json.dumps(result))
 
 
 if __name__ == '__main__':

@@ -18,7 +18,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from cnn_jax import config_utils
-from cnn_jax.train import sharding
+from cnn_jax.train import checkpoint, sharding
 from cnn_jax.train import workdir as workdir_lib
 from cnn_jax.train.loop import (PREEMPTED_EXIT_CODE, Preempted, format_summary,
                                 train_and_evaluate)
@@ -50,7 +50,8 @@ def main(argv):
   workdir = _WORKDIR.value or os.path.join('runs', config_utils.config_name(config_file))
   try:
     summary = train_and_evaluate(_CONFIG.value, workdir)
-  except workdir_lib.WorkdirBusyError as e:
+  except (workdir_lib.WorkdirBusyError, workdir_lib.WorkdirFileError,
+          checkpoint.CheckpointError, checkpoint.CheckpointWriteError) as e:
     raise SystemExit(f'error: {e}') from None
   except Preempted as e:  # SIGTERM / SIGINT: the step is saved; exit so a rerun resumes
     print(e, file=sys.stderr)

@@ -6,14 +6,12 @@ The example image is a Fashion-MNIST test image; the trained-model pictures (fil
 feature maps, confusion matrix, worst-classified images) are drawn only with --workdir.
 """
 
-import json
-import os
 
 from absl import app, flags
 
 from cnn_jax import data as data_lib
 from cnn_jax import viz
-from cnn_jax.train.workdir import SUMMARY_FILE
+from cnn_jax.train.workdir import read_summary
 from cnn_jax.viz.common import DPI
 from cnn_jax.viz.page import TrainedRun
 from experiments import cli
@@ -32,10 +30,9 @@ def _describe(workdir: str, config, step: int) -> str:
   """The run the trained pictures come from, with its test accuracy when it finished."""
   text = (f'Checkpoint: step {step} of `{workdir}`, model {config.model.name}, '
           f'{config.num_epochs} epochs')
-  path = os.path.join(workdir, SUMMARY_FILE)
-  if os.path.exists(path):
-    with open(path) as f:
-      text += f', test accuracy {json.load(f)["test_accuracy"]:.2%}'
+  summary = read_summary(workdir, None)
+  if summary is not None and isinstance(summary.get('test_accuracy'), float):
+    text += f', test accuracy {summary["test_accuracy"]:.2%}'
   return text + '.'
 
 

@@ -19,7 +19,7 @@ from cnn_jax.models.simple_cnn import SimpleCNN
 from cnn_jax.train import checkpoint
 from cnn_jax.train.loop import train_and_evaluate
 from cnn_jax.train.trainer import Trainer
-from cnn_jax.train.workdir import evaluate_checkpoint
+from cnn_jax.train.workdir import evaluate_checkpoint, write_config
 from cnn_jax.train.steps import (NO_BAD_STEP, create_train_state, cross_entropy, eval_step,
                                  train_step)
 
@@ -131,6 +131,11 @@ def test_resume_refuses_a_different_config(toy_dir, finished_run):
 
 
 # Orbax's reader threads report the failed reads again when they are torn down.
+def _replace_config_json(workdir, config):
+  os.remove(os.path.join(workdir, 'config.json'))
+  write_config(workdir, config)
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
 def test_checkpoint_of_another_architecture_or_corrupt_gives_clear_error(toy_dir, tmp_path):
@@ -138,8 +143,8 @@ def test_checkpoint_of_another_architecture_or_corrupt_gives_clear_error(toy_dir
   config.num_epochs = 1
   workdir = str(tmp_path)
   train_and_evaluate(config, workdir, **QUIET)
-  os.remove(os.path.join(workdir, 'config.json'))  # bypass the config check on purpose
   config.model.features = (16,)
+  _replace_config_json(workdir, config)  # bypass the config check on purpose
   before = _tree_digest(os.path.join(workdir, 'checkpoints'))
   with pytest.raises(checkpoint.CheckpointError,
                      match=r'(?s)step 12.*different model or config.*kernel is '
@@ -150,6 +155,7 @@ def test_checkpoint_of_another_architecture_or_corrupt_gives_clear_error(toy_dir
 
   # Corrupt every array file of the newest step: same error, files untouched.
   config.model.features = (8,)
+  _replace_config_json(workdir, config)
   step_dir = os.path.join(workdir, 'checkpoints', '12')
   for root, _, files in os.walk(step_dir):
     for name in files:

@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-def load(config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def load(config, may_prepare: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """Loads the splits named by a dataset config into memory, through TFDS.
 
   For small datasets, which then live on the device for the whole run (see
@@ -55,6 +55,7 @@ def load(config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
   Args:
     config: the dataset ConfigDict (fields in this module's docstring).
+    may_prepare: False never prepares a missing dataset (read-only tools).
 
   Returns:
     ``{'train': (inputs, labels), 'test': (inputs, labels)}``, plus ``'eval'`` when
@@ -70,11 +71,11 @@ def load(config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     raise ValueError(f'{config.name} is too large to load into memory; read it with '
                      f'cnn_jax.data.stream(...)')
   reader = config.reader
-  if reader == 'files':
+  if reader == 'files':  # local files are read, never prepared
     return files.load(config)
   if reader != 'tfds':
     raise ValueError(f"dataset.reader={reader!r}; expected 'tfds' or 'files'")
-  builder = ensure_prepared(config)
+  builder = ensure_prepared(config, may_prepare)
   splits = {'train': config.train_split, 'eval': config.eval_split,
             'test': config.test_split}
   return {key: tfds_data.read_split(builder, split)

@@ -178,7 +178,7 @@ def _announce(line: str) -> None:
   print(line, file=sys.stderr, flush=True)
 
 
-def ensure_prepared(config) -> tfds.core.DatasetBuilder:
+def ensure_prepared(config, may_prepare: bool = True) -> tfds.core.DatasetBuilder:
   """The builder of ``config.name``, prepared first when that needs no permission.
 
   A missing dataset is prepared when it is generated (mnist1d), when
@@ -188,6 +188,8 @@ def ensure_prepared(config) -> tfds.core.DatasetBuilder:
   Args:
     config: dataset ConfigDict with ``name``, ``data_dir``, ``prepare_from_dir``,
       ``download``.
+    may_prepare: False for read-only tools: a missing dataset is never prepared or
+      downloaded, whatever the config allows.
 
   Returns:
     The prepared TFDS builder.
@@ -201,6 +203,11 @@ def ensure_prepared(config) -> tfds.core.DatasetBuilder:
     hide_gpus_from_tensorflow()
   if target.is_prepared():
     return target
+  if not may_prepare:
+    raise NotPreparedError(
+        f'{config.name} {target.version} is not prepared in {target.data_dir}, and this '
+        f'read-only tool does not prepare datasets. Prepare it with\n'
+        f'  {prepare_command(config.name, config.data_dir)}')
   if spec.local_source == 'generated' or config.download:
     _announce(f'{"downloading" if config.download else "generating"} {config.name} into '
               f'{target.data_dir} (once) ...')

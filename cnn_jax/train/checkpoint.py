@@ -7,7 +7,9 @@ previous checkpoint; on restore only finalized steps are considered.
 
 Errors never delete or overwrite saved work: a checkpoint that cannot be restored
 raises :class:`CheckpointError` before anything is saved, saying whether it is
-unreadable, written by another model (the array that differs) or failed to load.
+unreadable, written by another model (the array that differs) or failed to load. A
+save that fails (a full or read-only disk) raises :class:`CheckpointWriteError`; the
+steps saved before are intact and a later run resumes from the newest.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ EVAL_METRIC = 'eval_accuracy'
 
 class CheckpointError(RuntimeError):
   """A checkpoint exists but cannot be restored into the current run."""
+
+
+class CheckpointWriteError(RuntimeError):
+  """A checkpoint cannot be written (disk full, read-only); older ones are untouched."""
 
 
 def manager(directory: str, keep: int = 2, read_only: bool = False) -> ocp.CheckpointManager:
@@ -63,11 +69,27 @@ def save(mngr: ocp.CheckpointManager, step: int, items, eval_accuracy: float | N
     step: training step.
     items: pytree of arrays to save.
     eval_accuracy: metric attached to this checkpoint, if an evaluation just ran.
+
+  Raises:
+    CheckpointWriteError: one line naming the folder and the cause, if it cannot be
+      written.
   """
   metrics = (None if eval_accuracy is None else
              {EVAL_METRIC: float(eval_accuracy), 'step': int(step)})
-  mngr.save(step, args=ocp.args.StandardSave(items), metrics=metrics, force=True)
-  mngr.wait_until_finished()
+  try:
+    mngr.save(step, args=ocp.args.StandardSave(items), metrics=metrics, force=True)
+    mngr.wait_until_finished()
+  # Orbax and tensorstore report a full or read-only disk as OSError or ValueError
+  # (tensorstore's status text), sometimes wrapped; the cause is in the message.
+  except Exception as e:  # pylint: disable=broad-except
+    saved = sorted(mngr.all_steps())
+    kept = (f'the previous checkpoints (steps {saved}) are intact' if saved
+            else 'no earlier checkpoint exists')
+    reason = ' '.join(f'{type(e).__name__}: {e}'.split())[:300]
+    raise CheckpointWriteError(
+        f'cannot write the checkpoint at step {step} in {mngr.directory} ({reason}); '
+        f'{kept}. Free disk space or make the folder writable, then rerun the same '
+        f'command to resume.') from e
 
 
 def _path_names(path) -> tuple:

@@ -9,8 +9,9 @@ Read :func:`train_and_evaluate` top to bottom; it runs four phases:
 4. finish: evaluate the test split, write ``summary.json``.
 
 Preemption: SIGTERM or SIGINT (spot instances, maintenance, Ctrl-C) sets a flag that
-the loop reads between compiled calls. The run then finishes the call in flight,
-checkpoints its step (with the sums of the metrics not yet logged, see
+the loop reads between compiled calls (a signal during start-up, while the data loads
+and the step compiles, is acted on before the first call). The run then finishes the
+call in flight, checkpoints its step (with the sums of the metrics not yet logged, see
 :func:`cnn_jax.train.workdir.checkpoint_meta`), flushes the metrics and raises
 :class:`Preempted`; ``experiments.train`` exits with :data:`PREEMPTED_EXIT_CODE`
 (75, ``EX_TEMPFAIL``: try again). Rerunning the same command resumes and ends bitwise
@@ -57,12 +58,14 @@ class Preempted(Exception):
     step: the saved step the next run resumes from.
   """
 
-  def __init__(self, signal_name: str, step: int, total: int, workdir: str):
+  def __init__(self, signal_name: str, step: int, total: int, workdir: str,
+               saved: bool = True):
     self.step = step
-    super().__init__(
-        f'preempted ({signal_name}) at step {step}/{total}: saved a checkpoint in '
-        f'{os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)}; rerun the same command to '
-        f'resume')
+    where = os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)
+    what = (f'saved a checkpoint in {where}' if saved else
+            f'stopped before the first step, nothing new to save in {where}')
+    super().__init__(f'preempted ({signal_name}) at step {step}/{total}: {what}; rerun '
+                     f'the same command to resume')
 
 
 class _StopSignals:
@@ -128,8 +131,8 @@ class Bookkeeping:
                epoch_steps=int(meta['epoch_steps']),
                prior_elapsed=float(meta['elapsed_s']),
                # Kept as saved (no replica axis for one run): they continue the sums.
-               pending=(dict(meta['pending']) if np.any(meta['pending']['count'])
-                        else None))
+               pending=(dict(meta['pending']) if 'pending' in meta
+                        and np.any(meta['pending']['count']) else None))
 
   def to_meta(self, num_replicas: int | None, elapsed_s: float, config_hash,
               pending=None) -> dict:
@@ -180,6 +183,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log=prin
   with owner, _StopSignals() as stop:
     workdir_lib.check_same_run(workdir, config, replicas.check_variants(config, variants))
     trainer = Trainer(config, mesh, variants=variants)
+    # Before the checkpoints folder: a folder holding one always says whose it is.
+    if jax.process_index() == 0:
+      workdir_lib.write_config(workdir, config, trainer.variants)
     mngr = checkpoint.manager(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR),
                               keep=config.keep_checkpoints)
     try:
@@ -191,13 +197,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log=prin
 def _train(trainer: Trainer, workdir: str, mngr, log, t_start: float, stop: _StopSignals):
   """The four phases of :func:`train_and_evaluate` once the trainer is built."""
   config, num_replicas = trainer.config, trainer.num_replicas
-  main_process = jax.process_index() == 0
   config_hash = workdir_lib.config_hash(config, trainer.variants)
 
   # 1. Restore or init.
   state, book, start_step = _restore_or_init(trainer, mngr, workdir, log)
-  if main_process:
-    workdir_lib.write_config(workdir, config, trainer.variants)
   if start_step >= trainer.total_steps:
     finished = workdir_lib.read_summary(workdir, num_replicas)
     if finished is not None:  # a finished run: report it again, rewrite nothing
@@ -209,7 +212,7 @@ def _train(trainer: Trainer, workdir: str, mngr, log, t_start: float, stop: _Sto
   compile_s, batches = trainer.compile(state, start_step)
   elapsed = lambda: book.prior_elapsed + time.perf_counter() - t_start
   if stop.received:  # before the first call: the workdir is as the last run left it
-    raise Preempted(stop.received, start_step, trainer.total_steps, workdir)
+    raise Preempted(stop.received, start_step, trainer.total_steps, workdir, saved=False)
 
   # 2./3. Intervals of compiled calls, with a sync at each log, eval or save step.
   steps_per_epoch, total = trainer.steps_per_epoch, trainer.total_steps
@@ -270,10 +273,20 @@ def _restore_or_init(trainer: Trainer, mngr, workdir: str, log):
 
   Returns:
     ``(state, bookkeeping, start_step)``.
+
+  Raises:
+    ValueError: for a finished run without checkpoints (training it again would
+      replace its results).
   """
   restored_step, items = workdir_lib.restore_checkpoint(mngr, trainer)
   rows = trainer.num_replicas or 1
   batched = trainer.num_replicas is not None
+  if restored_step is None and os.path.exists(
+      os.path.join(workdir, workdir_lib.SUMMARY_FILE)):
+    raise ValueError(f'{workdir} holds a finished run ({workdir_lib.SUMMARY_FILE}) but no '
+                     f'checkpoint in {mngr.directory}: training it again would replace its '
+                     f'results. Restore the checkpoints, or use a new --workdir; nothing '
+                     f'was changed.')
   if restored_step is None:
     meta = workdir_lib.checkpoint_meta(trainer.num_replicas)
     return trainer.init_state(), Bookkeeping.from_meta(meta, rows, batched), 0

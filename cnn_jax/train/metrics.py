@@ -26,7 +26,8 @@ class MetricsWriter:
   """Appends one JSON object per event to ``workdir/metrics.jsonl``.
 
   A resumed run first drops the records logged after its checkpoint's step (and any
-  final test record), so the file reads as if the run had never been interrupted.
+  final test record, and a last line torn by a kill), so the file reads as if the run
+  had never been interrupted.
 
   Args:
     workdir: the run directory.
@@ -41,17 +42,13 @@ class MetricsWriter:
     if not self.active:
       return
     if os.path.exists(self.path):
-      with open(self.path) as f:
-        lines = [l for l in f if l.strip()]
-      kept = []
-      for line in lines:
-        try:
-          record = json.loads(line)
-        except json.JSONDecodeError:
-          break  # a line cut by a kill: everything after it is newer anyway
-        # The test evaluation closes a run; a resumed run writes its own.
-        if record.get('step', 0) <= resume_step and record.get('split') != 'test':
-          kept.append(line)
+      # Imported here: the workdir module builds on the trainer, which the loop
+      # imports beside this one.
+      from cnn_jax.train.workdir import read_metrics
+      # The test evaluation closes a run; a resumed run writes its own. A line torn by
+      # a kill is dropped by the reader.
+      kept = [json.dumps(r) + '\n' for r in read_metrics(self.path)
+              if r['step'] <= resume_step and r['split'] != 'test']
       tmp = self.path + '.tmp'
       with open(tmp, 'w') as f:
         f.writelines(kept)

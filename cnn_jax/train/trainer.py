@@ -156,13 +156,23 @@ class Trainer:
     variants: None for one run, or one dict per replica of dotted vmappable keys
       (:func:`cnn_jax.train.replicas.is_vmappable`) to values, e.g.
       ``[{'seed': 0}, {'seed': 1}]``.
+    prepare_data: False for read-only tools: a dataset that is not prepared raises
+      ``NotPreparedError`` instead of being prepared or downloaded.
+
+  Raises:
+    ValueError: for batch sizes below 1, not divisible by the devices, or larger than
+      the run's splits (checked before anything is compiled or written).
   """
 
-  def __init__(self, config, mesh=None, splits=None, variants=None):
+  def __init__(self, config, mesh=None, splits=None, variants=None,
+               prepare_data: bool = True):
     self.config = config
     self.variants = replicas.check_variants(config, variants)
     self.num_replicas = None if variants is None else len(self.variants)
     self.mesh = mesh or sharding.make_mesh()
+    for name in ('batch_size', 'eval_batch_size'):
+      if not isinstance(config[name], int) or config[name] < 1:
+        raise ValueError(f'{name}={config[name]!r} must be an int >= 1')
     sharding.check_batch_size(config.batch_size, self.mesh)
     sharding.check_batch_size(config.eval_batch_size, self.mesh, 'eval_batch_size')
     self.replicated = sharding.replicated(self.mesh)
@@ -171,7 +181,12 @@ class Trainer:
     self.streamed = splits is None and (catalog.get(dataset.name).stream or dataset.stream)
     self.has_eval = bool(dataset.eval_split)
     self.augment = data_lib.augment_config(dataset)
-    example = self._load_data(splits)
+    example = self._load_data(splits, prepare_data)
+    largest = max(self.split_sizes.values())
+    if config.eval_batch_size > largest:
+      # Evaluation pads to whole batches: beyond the largest split a batch is padding.
+      raise ValueError(f'eval_batch_size={config.eval_batch_size} is larger than the '
+                       f'largest split of the run ({largest} examples); use at most that')
     self.steps_per_epoch = self.num_train // config.batch_size
     if self.steps_per_epoch == 0:
       raise ValueError(f'batch_size={config.batch_size} is larger than the training set '
@@ -185,8 +200,10 @@ class Trainer:
     self._make_keys()
     self._jit_calls(example)
 
-  def _load_data(self, splits) -> tuple:
-    """Puts the training split on the devices (or opens its stream); sets ``num_train``.
+  def _load_data(self, splits, may_prepare: bool) -> tuple:
+    """Puts the training split on the devices (or opens its stream).
+
+    Sets ``num_train`` and ``split_sizes`` (``{'train' | 'eval' | 'test': examples}``).
 
     Returns:
       ``(shape, dtype)`` of one training example as the train call receives it.
@@ -196,17 +213,22 @@ class Trainer:
       if self.num_replicas is not None:
         raise ValueError('vmapped replicas need the dataset in device memory; '
                          f'{dataset.name} is streamed from the host')
-      builder = data_lib.ensure_prepared(dataset)
-      self.num_train = builder.info.splits[dataset.train_split].num_examples
+      builder = data_lib.ensure_prepared(dataset, may_prepare)
+      names = {'train': dataset.train_split, 'eval': dataset.eval_split,
+               'test': dataset.test_split}
+      self.split_sizes = {key: builder.info.splits[name].num_examples
+                          for key, name in names.items() if name}
+      self.num_train = self.split_sizes['train']
       feature = builder.info.features[builder.info.supervised_keys[0]]
       shape, dtype = tuple(feature.shape), feature.np_dtype
       if None in shape:  # variable-size images: the host crops and resizes them
         shape = (self.augment.image_size,) * 2 + shape[-1:]
         self.augment = self.augment.after_host_crop()
       return shape, dtype
-    splits = data_lib.load(dataset) if splits is None else splits
+    splits = data_lib.load(dataset, may_prepare) if splits is None else splits
     train_x, train_y = splits['train']
     self.num_train = len(train_y)
+    self.split_sizes = {key: len(labels) for key, (_, labels) in splits.items()}
     self._splits = {'train': data_lib.to_global_array((train_x, train_y), self.replicated)}
     self._host_splits = {k: v for k, v in splits.items() if k != 'train'}
     return train_x.shape[1:], train_x.dtype

@@ -7,9 +7,22 @@ A single run's workdir::
   workdir/summary.json     the final results (``{'replicas': [...]}`` with replicas)
   workdir/checkpoints/     orbax steps: {'state': TrainState, 'meta': bookkeeping}
   workdir/replica_NN/      with vmapped replicas: each one's metrics and summary
+  workdir/.lock            while a run trains: its pid, host and start time
 
 A workdir is only ever resumed by the same run: :func:`check_same_run` refuses a
-different config or set of replicas before anything is written.
+different config or set of replicas, and a folder that is not empty but holds no
+``config.json`` (someone else's files), before anything is written. Each checkpoint
+also carries a hash of the config that saved it (:func:`config_hash`), compared on
+restore. A finished run whose checkpoints were removed is refused, not retrained.
+
+Every JSON file here is read through :func:`read_json` / :func:`read_metrics`, which
+check the type of what they read and raise :class:`WorkdirFileError`, one line naming
+the file, for anything else. JSON files are written whole or not at all
+(:func:`write_json`); ``metrics.jsonl`` is appended, so a kill can tear its last line,
+which readers drop (the resumed run rewrites the file up to its checkpoint). Readers
+accept a workdir in every state a kill leaves: no ``config.json`` yet, no checkpoint
+yet, no ``summary.json`` yet, a torn metrics line, a checkpoint step without its commit
+marker (orbax ignores it).
 
 One owner per workdir: a training run holds ``workdir/.lock`` (an exclusive
 ``fcntl.flock`` on the file, which records the holder's pid, host and start time) from
@@ -29,6 +42,7 @@ import hashlib
 import json
 import os
 import socket
+import tempfile
 
 import ml_collections
 import numpy as np
@@ -46,6 +60,74 @@ LOCK_FILE = '.lock'
 
 class WorkdirBusyError(RuntimeError):
   """Another live process holds the workdir's lock."""
+
+
+class WorkdirFileError(ValueError):
+  """A workdir file does not hold what it must (the message names the file)."""
+
+
+def read_json(path: str) -> dict:
+  """Reads a JSON file that must hold an object.
+
+  Raises:
+    FileNotFoundError: if there is no such file.
+    WorkdirFileError: one line naming ``path``, if it is not JSON or not an object.
+  """
+  with open(path) as f:
+    text = f.read()
+  try:
+    value = json.loads(text)
+  except ValueError as e:
+    raise WorkdirFileError(f'{path} is not valid JSON ({e}); it was damaged or not '
+                           f'written by cnn_jax: move it away') from None
+  if not isinstance(value, dict):
+    raise WorkdirFileError(f'{path} holds a JSON {type(value).__name__}, not an object; '
+                           f'it was not written by cnn_jax: move it away')
+  return value
+
+
+def read_metrics(path: str) -> list[dict]:
+  """The records of a ``metrics.jsonl`` (none if it does not exist).
+
+  A last line without its newline is a write cut short by a kill: it is dropped.
+
+  Raises:
+    WorkdirFileError: naming the file and line, for any other line that is not a
+      record (a JSON object with an int ``step`` and a str ``split``).
+  """
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    lines = f.read().split('\n')
+  # After the last newline: '' for a whole file, else a torn line.
+  records = []
+  for number, line in enumerate(lines[:-1], 1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except ValueError:
+      record = None
+    if not (isinstance(record, dict) and isinstance(record.get('step'), int)
+            and isinstance(record.get('split'), str)):
+      raise WorkdirFileError(f'{path}:{number} is not a metrics record (a JSON object '
+                             f'with step and split): {line[:80]!r}; move the file away')
+    records.append(record)
+  return records
+
+
+def write_json(path: str, value) -> None:
+  """Writes ``value`` as JSON to ``path`` whole or not at all (a kill keeps the old file)."""
+  fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + '.', suffix='.tmp',
+                             dir=os.path.dirname(path) or '.')
+  try:
+    with os.fdopen(fd, 'w') as f:
+      json.dump(value, f, indent=2, default=str)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from other users
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
 
 
 @contextlib.contextmanager
@@ -97,7 +179,9 @@ def lock(workdir: str, log=print):
     yield
   finally:
     # Deleted while still held, so no other process can lock the old file meanwhile.
-    os.unlink(path)
+    # On a folder gone read-only the file stays: closing releases the lock all the same.
+    with contextlib.suppress(OSError):
+      os.unlink(path)
     os.close(fd)
 
 
@@ -119,10 +203,17 @@ def check_same_run(workdir: str, config, variants=None) -> None:
     variants: the checked variants (:func:`cnn_jax.train.replicas.check_variants`).
 
   Raises:
-    ValueError: naming the fields that differ; nothing is changed.
+    ValueError: naming the fields that differ, or the files of a folder that is not a
+      training workdir; nothing is changed.
   """
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
+    # A stale lock is all a run killed before writing config.json leaves.
+    foreign = sorted(set(os.listdir(workdir)) - {LOCK_FILE})
+    if foreign:
+      raise ValueError(f'{workdir} is not empty ({", ".join(foreign[:4])}) and holds no '
+                       f'{CONFIG_FILE}: it is not a training workdir. Use a new --workdir; '
+                       f'nothing was changed.')
     return
   saved = read_record(workdir)
   provenance.refuse_different_run(
@@ -143,8 +234,7 @@ def write_config(workdir: str, config, variants=None) -> None:
   record = {'config': config.to_dict(), 'environment': provenance.environment()}
   if variants is not None:
     record['variants'] = variants
-  with open(path, 'w') as f:
-    json.dump(record, f, indent=2, default=str)
+  write_json(path, record)
 
 
 def read_record(workdir: str) -> dict:
@@ -152,12 +242,21 @@ def read_record(workdir: str) -> dict:
 
   Raises:
     FileNotFoundError: if there is none.
+    WorkdirFileError: if it does not hold a ``config`` object (and a list of
+      ``variants``, if any).
   """
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
-    raise FileNotFoundError(f'{path} not found: {workdir} is not a training workdir')
-  with open(path) as f:
-    return json.load(f)
+    raise FileNotFoundError(f'{path} not found: {workdir} is not a training workdir (or '
+                            f'its run was stopped before it started)')
+  record = read_json(path)
+  variants = record.get('variants')
+  if not isinstance(record.get('config'), dict) or not (
+      variants is None or isinstance(variants, list)
+      and all(isinstance(v, dict) for v in variants)):
+    raise WorkdirFileError(f'{path} lacks the "config" object (or has malformed '
+                           f'"variants"): it was not written by cnn_jax; move it away')
+  return record
 
 
 def _config_from_record(record: dict) -> ml_collections.ConfigDict:
@@ -186,13 +285,22 @@ def replica_dirs(workdir: str, num_replicas: int | None) -> list[str]:
 
 
 def read_summary(workdir: str, num_replicas: int | None):
-  """A finished run's summary (the list of per-replica ones with replicas), or None."""
+  """A finished run's summary (the list of per-replica ones with replicas), or None.
+
+  Raises:
+    WorkdirFileError: if ``summary.json`` is not the summary of such a run.
+  """
   path = os.path.join(workdir, SUMMARY_FILE)
   if not os.path.exists(path):
     return None
-  with open(path) as f:
-    saved = json.load(f)
-  return saved if num_replicas is None else saved['replicas']
+  saved = read_json(path)
+  if num_replicas is None:
+    return saved
+  found = saved.get('replicas')
+  if not (isinstance(found, list) and all(isinstance(r, dict) for r in found)):
+    raise WorkdirFileError(f'{path} has no "replicas" list: it is not the summary of a '
+                           f'run of {num_replicas} replicas')
+  return found
 
 
 def write_summaries(workdir: str, summaries: list[dict], num_replicas: int | None) -> None:
@@ -202,10 +310,8 @@ def write_summaries(workdir: str, summaries: list[dict], num_replicas: int | Non
   else:
     result = {'replicas': summaries}
     for directory, summary in zip(replica_dirs(workdir, num_replicas), summaries):
-      with open(os.path.join(directory, SUMMARY_FILE), 'w') as f:
-        json.dump(summary, f, indent=2)
-  with open(os.path.join(workdir, SUMMARY_FILE), 'w') as f:
-    json.dump(result, f, indent=2)
+      write_json(os.path.join(directory, SUMMARY_FILE), summary)
+  write_json(os.path.join(workdir, SUMMARY_FILE), result)
 
 
 def config_hash(config, variants=None) -> np.ndarray:
@@ -250,9 +356,31 @@ def checkpoint_meta(num_replicas: int | None = None, best_eval_accuracy=-1.0,
           'config_hash': np.zeros(8, np.uint32) if config_hash is None else config_hash}
 
 
-def checkpoint_target(trainer: Trainer) -> dict:
-  """The abstract ``{'state', 'meta'}`` tree a checkpoint of this run restores into."""
-  return {'state': trainer.abstract_state(), 'meta': checkpoint_meta(trainer.num_replicas)}
+# Checkpoints saved before preemption and config hashes were added lack these fields.
+_NEWER_META = ('pending', 'config_hash')
+
+
+def checkpoint_target(trainer: Trainer, legacy: bool = False) -> dict:
+  """The abstract ``{'state', 'meta'}`` tree a checkpoint of this run restores into.
+
+  Args:
+    trainer: the run's trainer.
+    legacy: the tree of a checkpoint saved without the ``pending`` and ``config_hash``
+      meta fields (by an older version of this package).
+  """
+  meta = checkpoint_meta(trainer.num_replicas)
+  if legacy:
+    meta = {k: v for k, v in meta.items() if k not in _NEWER_META}
+  return {'state': trainer.abstract_state(), 'meta': meta}
+
+
+def _is_legacy(mngr, step: int | None) -> bool:
+  """Whether the checkpoint at ``step`` predates the ``pending`` and hash meta fields."""
+  try:
+    stored = mngr.item_metadata(step).tree['meta']
+  except Exception:  # pylint: disable=broad-except  (checkpoint.restore reports it)
+    return False
+  return not any(k in stored for k in _NEWER_META)
 
 
 def restore_checkpoint(mngr, trainer: Trainer, step: int | None = None):
@@ -270,8 +398,13 @@ def restore_checkpoint(mngr, trainer: Trainer, step: int | None = None):
     checkpoint.CheckpointError: if it cannot be restored, or was saved by a run of
       another config or set of replicas (its ``config_hash`` differs).
   """
-  step, items = checkpoint.restore(mngr, checkpoint_target(trainer), step)
-  if step is not None and not np.array_equal(
+  step = mngr.latest_step() if step is None else step
+  if step is None:
+    return None, None
+  # An older checkpoint has no hash to compare; config.json still vouches for it.
+  legacy = _is_legacy(mngr, step)
+  step, items = checkpoint.restore(mngr, checkpoint_target(trainer, legacy), step)
+  if not legacy and not np.array_equal(
       items['meta']['config_hash'], config_hash(trainer.config, trainer.variants)):
     raise checkpoint.CheckpointError(
         f'cannot restore the checkpoint at step {step} in {mngr.directory}: it was saved '
@@ -292,9 +425,14 @@ def restore(workdir: str, which: str = 'latest'):
     restored step and its train state.
 
   Raises:
-    FileNotFoundError: if the directory is not a workdir or there is no such checkpoint.
+    FileNotFoundError: if the directory is not a workdir, there is no such checkpoint,
+      or the dataset is not prepared (``cnn_jax.data.NotPreparedError``: read-only,
+      this never prepares or downloads it).
+    WorkdirFileError: if ``config.json`` is damaged.
     checkpoint.CheckpointError: if it cannot be restored.
   """
+  # Everything that can be checked without the data is checked first: a read-only tool
+  # must not load (let alone prepare or download) a dataset to find there is nothing.
   record = read_record(workdir)
   config, variants = _config_from_record(record), record.get('variants')
   directory = os.path.join(workdir, CHECKPOINT_DIR)
@@ -304,16 +442,16 @@ def restore(workdir: str, which: str = 'latest'):
   if variants is not None and which == 'best':
     raise ValueError(f'{workdir} holds {len(variants)} vmapped replicas, each with its own '
                      f'best step (see replica_*/summary.json); name a step instead of best')
-  trainer = Trainer(config, variants=variants)
   mngr = checkpoint.manager(directory, read_only=True)
   step = None if which in ('latest', 'best') else int(which)
   if step is not None and step not in mngr.all_steps():
     raise FileNotFoundError(f'no checkpoint at step {step} in {workdir}; saved steps: '
                             f'{sorted(mngr.all_steps())}')
-  step, items = restore_checkpoint(mngr, trainer, step)
-  if step is None:
+  if mngr.latest_step() is None:
     raise FileNotFoundError(f'no checkpoint in {directory}: train the workdir first (or '
                             f'let a run finish its first save)')
+  trainer = Trainer(config, variants=variants, prepare_data=False)
+  step, items = restore_checkpoint(mngr, trainer, step)
   if which == 'best':
     best_step = int(items['meta']['best_eval_step'])
     if best_step < 0:
@@ -336,8 +474,9 @@ def evaluate_checkpoint(workdir: str, which: str = 'latest', split: str = 'test'
     replica, for a workdir of vmapped replicas).
 
   Raises:
-    FileNotFoundError: if there is no such checkpoint.
-    ValueError: for ``split='eval'`` on a run without an eval split.
+    FileNotFoundError: if there is no such checkpoint, or the dataset is not prepared.
+    ValueError: for ``split='eval'`` on a run without an eval split, or a damaged
+      ``config.json`` (:class:`WorkdirFileError`).
     checkpoint.CheckpointError: if it cannot be restored.
   """
   trainer, step, state = restore(workdir, which)
