@@ -40,7 +40,6 @@ from __future__ import annotations
 import csv
 import functools
 import itertools
-import json
 import os
 import re
 from typing import Callable, NamedTuple, Sequence
@@ -526,8 +525,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, axes: dict[str, l
   main = jax.process_index() == 0
   if not _check_manifest(workdir, manifest) and main:
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, MANIFEST_FILE), 'w') as f:
-      json.dump(manifest, f, indent=2, default=str)
+    workdir_lib.write_json(os.path.join(workdir, MANIFEST_FILE), manifest)
   summaries, jobs = {}, []
   for i, group in enumerate(groups):
     group_dir = os.path.join(workdir, group.name)

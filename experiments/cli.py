@@ -22,6 +22,8 @@ from ml_collections import config_flags
 
 import cnn_jax
 from cnn_jax import config_utils
+from cnn_jax.train import checkpoint, loop
+from cnn_jax.train import workdir as workdir_lib
 
 # The exit code of a bad setting (1 stays for failures during a run), as in argparse.
 BAD_SETTINGS_EXIT = 2
@@ -90,9 +92,10 @@ def bad_settings():
   """Turns a ValueError or OSError raised inside into :func:`fail` (one line, exit 2).
 
   ValueError covers ``ConfigError`` and the library's own one-line refusals (an unknown
-  sweep axis or reference, a malformed override). Wrap the checks of the settings, not the run: such an error during training is a
-  failure of the run, with its traceback. OSError is here for a ``--config`` file that
-  cannot be read (``config_flags`` raises it when the config is first used).
+  sweep axis or reference, a malformed override). Wrap the checks of the settings, not
+  the run: such an error during training is a failure of the run, with its traceback.
+  OSError is here for a ``--config`` file that cannot be read (``config_flags`` raises
+  it when the config is first used).
   """
   try:
     yield
@@ -106,6 +109,25 @@ def _parse_flags(argv: list[str]) -> list[str]:
     return flags.FLAGS(argv)
   except flags.Error as e:
     fail(e)
+
+
+@contextlib.contextmanager
+def run_stops():
+  """Turns a training run's expected stops into one line instead of a traceback.
+
+  A preempted run (SIGTERM/SIGINT; its step is saved) prints how to resume and exits
+  with ``loop.PREEMPTED_EXIT_CODE`` (75); a workdir held by another process or holding
+  an unreadable file, and a checkpoint that cannot be read or written, exit 1 with
+  ``error: ...``. Nothing saved is touched in either case.
+  """
+  try:
+    yield
+  except loop.Preempted as e:
+    print(e, file=sys.stderr)
+    sys.exit(loop.PREEMPTED_EXIT_CODE)
+  except (workdir_lib.WorkdirBusyError, workdir_lib.WorkdirFileError,
+          checkpoint.CheckpointError, checkpoint.CheckpointWriteError) as e:
+    raise SystemExit(f'error: {e}') from None
 
 
 def run(main, argv: list[str] | None = None) -> None:

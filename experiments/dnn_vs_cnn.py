@@ -34,10 +34,11 @@ def main(argv):
       validate(config_utils.load_config(flag.value), f'--{flag.name}={flag.value}')
   try:
     cluster = cli.cluster_runner()
-    results = dnn_vs_cnn.run(
-        {'mlp': _MLP.value, 'cnn': _CNN.value}, seeds=_SEEDS.value, train=_TRAIN.value,
-        workdir=_WORKDIR.value, out=_OUT.value,
-        command=cli.command_line('experiments.dnn_vs_cnn'), fan_out=cluster and cluster.run)
+    with cli.run_stops():  # preemption (exit 75, rerun resumes), a busy or broken workdir
+      results = dnn_vs_cnn.run(
+          {'mlp': _MLP.value, 'cnn': _CNN.value}, seeds=_SEEDS.value, train=_TRAIN.value,
+          workdir=_WORKDIR.value, out=_OUT.value,
+          command=cli.command_line('experiments.dnn_vs_cnn'), fan_out=cluster and cluster.run)
   except (ValueError, RuntimeError) as e:
     raise SystemExit(f'error: {e}') from e
   print(dnn_vs_cnn.format_results(results))

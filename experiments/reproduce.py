@@ -41,11 +41,12 @@ def main(argv):
                f'reference {ref.name}')
   try:
     cluster = cli.cluster_runner()
-    results = reproduce.run(
-        references, cli.CONFIG_DIR, seeds=_SEEDS.value, workdir=_WORKDIR.value, out=_OUT.value,
-        overrides=_OVERRIDE.value,
-        not_run=[r for r in reproduce.REFERENCES if r not in references],
-        command=cli.command_line('experiments.reproduce'), fan_out=cluster and cluster.run)
+    with cli.run_stops():  # preemption (exit 75, rerun resumes), a busy or broken workdir
+      results = reproduce.run(
+          references, cli.CONFIG_DIR, seeds=_SEEDS.value, workdir=_WORKDIR.value, out=_OUT.value,
+          overrides=_OVERRIDE.value,
+          not_run=[r for r in reproduce.REFERENCES if r not in references],
+          command=cli.command_line('experiments.reproduce'), fan_out=cluster and cluster.run)
   except (ValueError, RuntimeError) as e:
     raise SystemExit(f'error: {e}') from e
   print(reproduce.format_results(results))

@@ -46,9 +46,10 @@ def main(argv):
                f'sweep setting {sweep.group_name(settings)}')
   try:
     cluster = cli.cluster_runner()
-    rows = sweep.run_sweep(_CONFIG.value, workdir, axes, _SEEDS.value,
-                           command=cli.command_line('experiments.sweep'),
-                           fan_out=cluster and cluster.run)
+    with cli.run_stops():  # preemption (exit 75, rerun resumes), a busy or broken workdir
+      rows = sweep.run_sweep(_CONFIG.value, workdir, axes, _SEEDS.value,
+                             command=cli.command_line('experiments.sweep'),
+                             fan_out=cluster and cluster.run)
   except (ValueError, NotPreparedError) as e:
     raise SystemExit(f'error: {e}') from e
   print(sweep.format_table(rows, axes))

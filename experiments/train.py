@@ -12,16 +12,13 @@ Multi-host: pass --coordinator_address/--num_processes/--process_id on every pro
 """
 
 import os
-import sys
 
 from absl import flags
 from ml_collections import config_flags
 
 from cnn_jax import config_utils
-from cnn_jax.train import checkpoint, sharding
-from cnn_jax.train import workdir as workdir_lib
-from cnn_jax.train.loop import (PREEMPTED_EXIT_CODE, Preempted, format_summary,
-                                train_and_evaluate)
+from cnn_jax.train import sharding
+from cnn_jax.train.loop import format_summary, train_and_evaluate
 from experiments import cli
 from experiments.configs.default import validate
 
@@ -48,14 +45,8 @@ def main(argv):
     validate(_CONFIG.value)
   config_file = config_flags.get_config_filename(flags.FLAGS['config'])
   workdir = _WORKDIR.value or os.path.join('runs', config_utils.config_name(config_file))
-  try:
+  with cli.run_stops():  # preemption (exit 75, rerun resumes), a busy or broken workdir
     summary = train_and_evaluate(_CONFIG.value, workdir)
-  except (workdir_lib.WorkdirBusyError, workdir_lib.WorkdirFileError,
-          checkpoint.CheckpointError, checkpoint.CheckpointWriteError) as e:
-    raise SystemExit(f'error: {e}') from None
-  except Preempted as e:  # SIGTERM / SIGINT: the step is saved; exit so a rerun resumes
-    print(e, file=sys.stderr)
-    sys.exit(PREEMPTED_EXIT_CODE)
   # Results this run has no value for (no eval split: no best eval step) are left out.
   print(format_summary({k: v for k, v in summary.items() if v is not None}))
 

@@ -93,3 +93,21 @@ def test_every_config_holds_every_schema_field(path):
   shared = {k: v for k, v in schema.items() if not k.startswith('model.')}
   missing = sorted(set(shared) - set(config))
   assert not missing, missing
+
+
+def test_run_stops_turns_preemption_and_workdir_errors_into_one_line(capsys):
+  """Every entry point's expected stops: exit 75 to resume, or one `error:` line."""
+  from cnn_jax.train import loop
+  from cnn_jax.train import workdir as workdir_lib
+  from experiments import cli
+  with pytest.raises(SystemExit) as stop:
+    with cli.run_stops():
+      raise loop.Preempted('SIGTERM', 12, 36, 'runs/x')
+  assert stop.value.code == 75 == loop.PREEMPTED_EXIT_CODE
+  assert capsys.readouterr().err.strip() == (
+      'preempted (SIGTERM) at step 12/36: saved a checkpoint in runs/x/checkpoints; rerun '
+      'the same command to resume')
+  with pytest.raises(SystemExit) as stop:
+    with cli.run_stops():
+      raise workdir_lib.WorkdirBusyError('runs/x is held by pid 7 on host h')
+  assert stop.value.code == 'error: runs/x is held by pid 7 on host h'
