@@ -179,12 +179,12 @@ def test_finished_reference_is_read_back_not_rerun(toy_dir, tmp_path):
   refs = [_toy_reference('toy_resume', 0.5, 0.1, 'at_least')]
   overrides = [f'dataset.data_dir={toy_dir}']
   runner = FakeRunner([0.7, 0.8])
-  first = reproduce.run(refs, CONFIGS, seeds=2, workdir=str(tmp_path), out=None, overrides=overrides,
-                        runner=runner, **QUIET)
+  first = reproduce.run(refs, CONFIGS, seeds=2, workdir=str(tmp_path), out=None,
+                        overrides=overrides, runner=runner, **QUIET)
   assert len(runner.calls) == 1
   assert runner.calls[0] == (str(tmp_path / 'toy_resume'), [{'seed': 0}, {'seed': 1}])
-  again = reproduce.run(refs, CONFIGS, seeds=2, workdir=str(tmp_path), out=None, overrides=overrides,
-                        runner=runner, **QUIET)
+  again = reproduce.run(refs, CONFIGS, seeds=2, workdir=str(tmp_path), out=None,
+                        overrides=overrides, runner=runner, **QUIET)
   assert len(runner.calls) == 1  # not trained again
   (before,), (after,) = first['references'], again['references']
   assert (before['resumed'], after['resumed']) == (False, True)
