@@ -13,9 +13,9 @@ with dropout and the 10-way output. What keeps it within a minute:
   5e-3, label smoothing 0.1, a whole epoch per compiled ``lax.scan`` call, no
   TensorBoard.
 
-The channels, dropout rates and epochs were chosen on a held-out 10% of the training
-split (``train[:90%]`` / ``train[90%:]``), never on the test split; see
-``experiments/results/fashion_mnist_lesson.md``.
+The channels and dropout rates were chosen on a held-out 10% of the training split
+(``train[:90%]`` / ``train[90%:]``), never on the test split, and the epochs by the
+minute (4 epochs: 91.92% held out); see ``experiments/results/fashion_mnist_lesson.md``.
 """
 
 from experiments.configs import default
@@ -30,7 +30,7 @@ def get_config():
   config.model.dense_dropout_rate = 0.2
   config.optimizer.learning_rate = 5e-3
   config.label_smoothing = 0.1
-  config.num_epochs = 5
+  config.num_epochs = 4  # 5 reads 0.4 points higher but takes ~65 s here
   config.steps_per_call = 0  # one lax.scan per epoch
   config.log_every_steps = 0  # log (and checkpoint) at epoch ends
   config.tensorboard = False
