@@ -531,7 +531,8 @@ def tta_config(config: ml_collections.ConfigDict, data_dir: str, small: bool
   Args:
     config: the experiment config.
     data_dir: folder of the IDX files.
-    small: one epoch on 512 training and 256 test images (the dry run).
+    small: one epoch on 512 training and 256 test images, evaluated in one batch (the
+      dry run).
   """
   config = ml_collections.ConfigDict(config.to_dict())
   config.dataset.reader = 'files'
@@ -539,6 +540,7 @@ def tta_config(config: ml_collections.ConfigDict, data_dir: str, small: bool
   if small:
     config.num_epochs = 1
     config.dataset.train_split, config.dataset.test_split = 'train[:512]', 'test[:256]'
+    config.eval_batch_size = 256  # the run refuses a batch larger than its largest split
   return config
 
 

@@ -44,8 +44,8 @@ from distributed.comm import get_address_host
 from cnn_jax.train import replicas
 from cnn_jax.train import workdir as workdir_lib
 
-LOG_FILE = 'cluster.log'
-PLACEMENT_FILE = 'cluster.json'
+LOG_FILE = workdir_lib.CLUSTER_LOG_FILE
+PLACEMENT_FILE = workdir_lib.CLUSTER_PLACEMENT_FILE
 _TOPIC = 'cnn_jax.cluster'
 CONNECT_TIMEOUT_S = 10
 BUSY_RETRY_S = 2.0  # how often a job waits for the live owner of its workdir

@@ -8,6 +8,8 @@ A single run's workdir::
   workdir/checkpoints/     orbax steps: {'state': TrainState, 'meta': bookkeeping}
   workdir/replica_NN/      with vmapped replicas: each one's metrics and summary
   workdir/.lock            while a run trains: its pid, host and start time
+  workdir/cluster.log      with --cluster: the job's log lines (host, time), and
+  workdir/cluster.json     where and how long it ran (cnn_jax.cluster writes both)
 
 A workdir is only ever resumed by the same run: :func:`check_same_run` refuses a
 different config or set of replicas, and a folder that is not empty but holds no
@@ -56,6 +58,11 @@ CONFIG_FILE = 'config.json'
 SUMMARY_FILE = 'summary.json'
 CHECKPOINT_DIR = 'checkpoints'
 LOCK_FILE = '.lock'
+CLUSTER_LOG_FILE = 'cluster.log'
+CLUSTER_PLACEMENT_FILE = 'cluster.json'
+# What may stand in a workdir before its config.json: a stale lock, and the cluster
+# task's own files, which it opens before it starts the run.
+_BEFORE_CONFIG = {LOCK_FILE, CLUSTER_LOG_FILE, CLUSTER_PLACEMENT_FILE}
 
 
 class WorkdirBusyError(RuntimeError):
@@ -208,8 +215,7 @@ def check_same_run(workdir: str, config, variants=None) -> None:
   """
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
-    # A stale lock is all a run killed before writing config.json leaves.
-    foreign = sorted(set(os.listdir(workdir)) - {LOCK_FILE})
+    foreign = sorted(set(os.listdir(workdir)) - _BEFORE_CONFIG)
     if foreign:
       raise ValueError(f'{workdir} is not empty ({", ".join(foreign[:4])}) and holds no '
                        f'{CONFIG_FILE}: it is not a training workdir. Use a new --workdir; '
