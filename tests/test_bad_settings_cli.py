@@ -18,6 +18,7 @@ import sys
 import pytest
 from absl import flags
 from idx_files import prepare_toy_tfds
+from subprocess_env import subprocess_env
 
 from experiments import cli
 from experiments import train
@@ -135,12 +136,7 @@ def test_the_boundary_setting_gets_past_validation(toy_dir, tmp_path, capsys, mo
   assert reached == [(384, f'{tmp_path}/run')]
 
 
-def _env(**extra):
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, 'tests')]),
-             JAX_PLATFORMS='cpu')
-  env.pop('CNN_JAX_DEBUG', None)
-  env.update(extra)
-  return env
+_env = subprocess_env
 
 
 # (module, arguments ({data} and {work} filled in), what the one line must contain).

@@ -22,6 +22,7 @@ import time
 import pytest
 from configs.tiny import get_config as tiny_config
 from idx_files import prepare_toy_tfds
+from subprocess_env import subprocess_env
 
 from cnn_jax import sweep
 from cnn_jax.train import replicas
@@ -31,9 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEDULER_HOST, WORKER_HOSTS = '127.0.0.2', ('127.0.0.3', '127.0.0.4')
 AXES = {'model.strides': [1, 2, 3]}
 SEEDS = 2
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, 'tests')]),
-           JAX_PLATFORMS='cpu')
-ENV.pop('XLA_FLAGS', None)
+ENV = subprocess_env()
 QUIET = dict(log=lambda *_: None)
 
 pytestmark = pytest.mark.slow

@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import pytest
+from subprocess_env import subprocess_env
 
 from cnn_jax.data import idx
 
@@ -31,10 +32,7 @@ NOISE = {
 
 
 def _run(*args):
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, 'tests')]),
-             JAX_PLATFORMS='cpu')
-  for name in ('TF_CPP_MIN_LOG_LEVEL', 'TF_ENABLE_ONEDNN_OPTS', 'XLA_FLAGS'):
-    env.pop(name, None)  # what a user's shell has: nothing set
+  env = subprocess_env()  # what a user's shell has: none of our switches set
   out = subprocess.run([sys.executable, '-m', *args], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]

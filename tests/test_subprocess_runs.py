@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pytest
 from idx_files import prepare_toy_tfds
+from subprocess_env import subprocess_env
 
 # Every test here starts training processes.
 pytestmark = pytest.mark.slow
@@ -24,12 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMING = {'images_per_sec', 'elapsed_s', 'wall_s', 'compile_s', 'train_images_per_sec'}
 
 
-def _env(**extra):
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, 'tests')]),
-             JAX_PLATFORMS='cpu')
-  env.pop('XLA_FLAGS', None)
-  env.update(extra)
-  return env
+_env = subprocess_env
 
 
 def _train_cmd(data_dir, workdir, *overrides):

@@ -18,6 +18,7 @@ import pytest
 from configs.tiny import get_config as tiny_config
 from fake_runs import write_replicas_workdir
 from idx_files import prepare_toy_tfds
+from subprocess_env import subprocess_env
 
 from cnn_jax import config_utils, sweep
 from cnn_jax.data import NotPreparedError
@@ -359,9 +360,7 @@ def test_tiny_sweep_end_to_end(tmp_path_factory):
   data_dir = prepare_toy_tfds(tmp_path_factory.mktemp('toy_idx'),
                               tmp_path_factory.mktemp('toy_tfds'))
   workdir = str(tmp_path_factory.mktemp('e2e') / 'sweep')
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, 'tests')]),
-             JAX_PLATFORMS='cpu')
-  env.pop('XLA_FLAGS', None)
+  env = subprocess_env()
   result = subprocess.run(
       [sys.executable, '-m', 'experiments.sweep', f'--config=tests/configs/tiny.py:{data_dir}',
        f'--workdir={workdir}', '--sweep=model.dropout_rate=0,0.5', '--sweep',

@@ -12,6 +12,7 @@ import time
 import pytest
 from configs.tiny import get_config as tiny_config
 from idx_files import prepare_toy_tfds
+from subprocess_env import subprocess_env
 
 from cnn_jax import data as data_lib
 from cnn_jax import sweep
@@ -31,11 +32,7 @@ with workdir.lock(sys.argv[1]):
 '''
 
 
-def _env():
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, 'tests')]),
-             JAX_PLATFORMS='cpu')
-  env.pop('XLA_FLAGS', None)
-  return env
+_env = subprocess_env
 
 
 def _hold_lock(workdir):
