@@ -442,6 +442,19 @@ def read_curves(workdir: str, rows: Sequence[dict]) -> list[dict]:
   return curves
 
 
+def _environment_line(workdir: str) -> str:
+  """Where the sweep ran, from the environment its ``sweep.json`` recorded ('' if none)."""
+  path = os.path.join(workdir, MANIFEST_FILE)
+  if not os.path.exists(path):
+    return ''
+  env = workdir_lib.read_json(path).get('environment') or {}
+  if not env:
+    return ''
+  return (f'Environment (recorded in {MANIFEST_FILE}): {env["date"][:10]}; '
+          f'{provenance.hardware(env)}; jax {env["jax"]}, flax {env["flax"]}, optax '
+          f'{env["optax"]}, python {env["python"]}; git {env["git_commit"][:7]}.')
+
+
 def write_results(workdir: str, rows: Sequence[dict], axes: dict, command: str = '',
                   dpi: int = DPI) -> dict[str, str]:
   """Writes ``results.csv``, ``results.md`` and the three plots into ``workdir``.
@@ -461,7 +474,7 @@ def write_results(workdir: str, rows: Sequence[dict], axes: dict, command: str =
     plot.figure.savefig(paths[name], dpi=dpi)
   seeds = rows[0]['seeds'] if rows else []
   text = [f'# Sweep results: {os.path.basename(os.path.normpath(workdir))}', '',
-          f'Command: `{command}`' if command else '',
+          f'Command: `{command}`' if command else '', _environment_line(workdir),
           f'Seeds: {seeds} per setting; mean ± sample std (ddof=1) over seeds, – for one '
           f'seed. Accuracies in %, the gap (train - test accuracy, train measured clean in '
           f'eval mode) in percentage points; FLOPs are forward FLOPs per example '

@@ -245,6 +245,12 @@ def test_results_csv_and_md_hold_the_rows(fake_sweep):
   with open(os.path.join(workdir, sweep.RESULTS_MD)) as f:
     text = f.read()
   assert 'Command: `test cmd`' in text and 'Seeds: [0, 1, 2]' in text
+  # Where it ran, from the environment sweep.json recorded.
+  import jax
+  with open(os.path.join(workdir, sweep.MANIFEST_FILE)) as f:
+    env = json.load(f)['environment']
+  assert (f'Environment (recorded in sweep.json): {env["date"][:10]}; ' in text
+          and f'; jax {jax.__version__}, ' in text and f'git {env["git_commit"][:7]}.' in text)
   assert ('| model.dropout_rate | model.strides | seeds | test acc % | best eval acc % | '
           'train acc % | gap (pp) | params | FLOPs | wall s | img/s |') in text
   assert (f'| 0.5 | 2 | 3 | 91.00 ± 5.00 | 92.00 ± 5.00 | 90.67 ± 2.08 | -0.33 ± 3.06 | '
