@@ -103,6 +103,7 @@ FIELD_RULES = [
     ('keep_checkpoints', 0, r'must be an int >= 1', 1),
     ('tensorboard', 'yes', r'must be True or False', False),
     ('dataset__read_threads', 0, r'must be an int >= 1', 1),
+    ('dataset__permute_seed', -2, r'must be an int >= -1', 0),
     ('dataset__augment__crop_padding', -1, r'must be an int >= 0', 0),
     ('dataset__augment__padding_mode', 'wrap', r"must be one of 'constant', 'reflect', "
      r"'edge'", 'edge'),
@@ -175,6 +176,18 @@ def test_normalisation_statistics(unprepared):
            r'config.dataset.augment.mean=\(0.5, 0.5\): must be empty .* or hold 1 numbers')
   _refused(_set(config, dataset__augment__mean=(0.5,), dataset__augment__std=(0.0,)),
            r'config.dataset.augment.std=\(0.0,\): must be positive')
+
+
+def test_permuted_inputs_refuse_spatial_augmentation_and_streaming(unprepared):
+  config = _set(unprepared, dataset__permute_seed=3)
+  validate(config)
+  _refused(_set(config, dataset__augment__flip=True),
+           r'config.dataset.permute_seed=3: permuted inputs have no neighbourhoods for '
+           r'dataset.augment.flip to move')
+  _refused(_set(config, dataset__augment__crop_padding=2), r'augment.crop_padding')
+  _refused(_set(config, dataset__stream=True),
+           r'config.dataset.permute_seed=3: permutes in-memory datasets only')
+  validate(_set(config, dataset__permute_seed=-1, dataset__augment__flip=True))
 
 
 def test_the_schedule_checks_of_the_optimizer(unprepared):

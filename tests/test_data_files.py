@@ -50,6 +50,47 @@ def test_files_reader_reads_the_files_in_their_order(idx_dir):
     np.testing.assert_array_equal(labels, expected[key][1])
 
 
+def test_permute_seed_moves_every_pixel_by_one_permutation_in_every_split(idx_dir):
+  source, arrays = idx_dir
+  splits = data.load(dataset_config(source, permute_seed=7))
+  again = data.load(dataset_config(source, permute_seed=7))
+  other = data.load(dataset_config(source, permute_seed=8))
+  # Recover the permutation from the first training image, pixel by pixel: each output
+  # pixel is the input pixel its value came from (the random images repeat few values
+  # at a given place, so match on the whole column of training images).
+  train_in = arrays['train'][0].reshape(20, 784)
+  train_out = splits['train'][0].reshape(20, 784)
+  source_of = {}
+  for j in range(784):
+    matches = [i for i in range(784) if np.array_equal(train_out[:, j], train_in[:, i])]
+    assert len(matches) == 1, (j, matches)
+    source_of[j] = matches[0]
+  assert sorted(source_of.values()) == list(range(784))  # a permutation
+  assert sum(source_of[j] != j for j in range(784)) > 700  # that moves nearly everything
+  test_in = arrays['test'][0].reshape(6, 784)
+  test_out = splits['test'][0].reshape(6, 784)
+  for j in range(784):  # the same permutation on the test split
+    np.testing.assert_array_equal(test_out[:, j], test_in[:, source_of[j]])
+  for key in ('train', 'test'):
+    np.testing.assert_array_equal(splits[key][1], arrays[key][1])  # labels stay
+    np.testing.assert_array_equal(splits[key][0], again[key][0])  # seeded
+    assert not np.array_equal(splits[key][0], other[key][0])
+    assert splits[key][0].shape == arrays[key][0].shape
+
+
+def test_permutation_moves_the_channels_of_a_position_together():
+  rng = np.random.default_rng(0)
+  images = rng.normal(size=(4, 5, 6, 3)).astype(np.float32)
+  out, labels = data.permute_positions({'test': (images, np.arange(4))}, 1)['test']
+  np.testing.assert_array_equal(labels, np.arange(4))
+  for n in range(4):
+    pixels_in = {tuple(images[n, h, w]) for h in range(5) for w in range(6)}
+    pixels_out = {tuple(out[n, h, w]) for h in range(5) for w in range(6)}
+    assert pixels_in == pixels_out  # whole (R, G, B) triples moved, none split
+  unchanged = data.permute_positions({'test': (images, np.arange(4))}, -1)['test'][0]
+  assert unchanged is images
+
+
 def test_files_reader_gives_the_examples_tfds_prepares(idx_dir, tmp_path_factory):
   pytest.importorskip('tensorflow_datasets')
   source, _ = idx_dir

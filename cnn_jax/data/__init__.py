@@ -19,6 +19,9 @@ The dataset config (``config.dataset``) has these fields:
 * ``reader`` (``'tfds'``): ``'files'`` makes :func:`load` read the
   splits straight from the IDX or CIFAR files in ``prepare_from_dir``, without
   TensorFlow or TFDS (:mod:`cnn_jax.data.files`; for machines that lack them).
+* ``permute_seed`` (-1): ``>= 0`` makes :func:`load` apply one fixed random
+  permutation of the input positions, drawn from this seed, to every split
+  (:func:`permute_positions`): the locality controls of the studies.
 
 Prepare a dataset from local files with ``python -m cnn_jax.data prepare NAME
 --from-dir DIR [--data-dir DIR]`` (see ``python -m cnn_jax.data prepare --help``).
@@ -40,7 +43,8 @@ __all__ = [
     'AugmentConfig', 'NotPreparedError', 'augment', 'augment_config', 'batch_indices',
     'catalog', 'files', 'crop_and_resize', 'crop_box', 'ensure_prepared', 'epoch_permutation',
     'hide_gpus_from_tensorflow', 'load', 'normalize', 'prefetch_to_device', 'prepare',
-    'random_crop', 'random_flip', 'sources', 'stream', 'to_global_array',
+    'permute_positions', 'random_crop', 'random_flip', 'sources', 'stream',
+    'to_global_array',
 ]
 
 
@@ -72,11 +76,44 @@ def load(config, may_prepare: bool = True) -> dict[str, tuple[np.ndarray, np.nda
                      f'cnn_jax.data.stream(...)')
   reader = config.reader
   if reader == 'files':  # local files are read, never prepared
-    return files.load(config)
+    return permute_positions(files.load(config), config.permute_seed)
   if reader != 'tfds':
     raise ValueError(f"dataset.reader={reader!r}; expected 'tfds' or 'files'")
   builder = ensure_prepared(config, may_prepare)
   splits = {'train': config.train_split, 'eval': config.eval_split,
             'test': config.test_split}
-  return {key: tfds_data.read_split(builder, split)
-          for key, split in splits.items() if split}
+  return permute_positions({key: tfds_data.read_split(builder, split)
+                            for key, split in splits.items() if split},
+                           config.permute_seed)
+
+
+def permute_positions(splits: dict[str, tuple[np.ndarray, np.ndarray]], seed: int
+                      ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """Moves every input position to a fixed random place, the same in every split.
+
+  The locality control of Zhang et al. 2017 ("shuffled pixels") and Greydanus 2020
+  (shuffled MNIST-1D): each example keeps its values and its label, only the spatial
+  arrangement is scrambled, by one permutation shared by all examples and splits. A
+  dense network that flattens its input sees the same problem up to the order of its
+  first layer's weights; a convolution loses the neighbourhoods it relies on. The
+  channels of a position move together.
+
+  Args:
+    splits: ``{split: (inputs, labels)}`` as :func:`load` returns them, inputs
+      ``(N, *spatial, C)``.
+    seed: the permutation's seed; negative returns ``splits`` unchanged.
+
+  Returns:
+    The splits with permuted inputs (new arrays) and the same labels.
+  """
+  if seed < 0:
+    return splits
+  permutation = None
+  out = {}
+  for key, (inputs, labels) in splits.items():
+    n, channels = inputs.shape[0], inputs.shape[-1]
+    positions = inputs.reshape(n, -1, channels)
+    if permutation is None:
+      permutation = np.random.default_rng(seed).permutation(positions.shape[1])
+    out[key] = (positions[:, permutation].reshape(inputs.shape), labels)
+  return out

@@ -54,6 +54,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.read_threads = 4  # streamed (large) datasets: batches read ahead on host
   # 'tfds', or 'files': read the IDX/CIFAR files of prepare_from_dir without TensorFlow
   config.dataset.reader = 'tfds'
+  # >= 0: one fixed random permutation of the input positions (pixels, sequence steps),
+  # drawn from this seed and applied to every split: removes locality, keeps the values
+  # (the locality controls); -1: inputs as stored
+  config.dataset.permute_seed = -1
   config.dataset.augment = ml_collections.ConfigDict()
   config.dataset.augment.crop_padding = 0  # CIFAR: 4
   config.dataset.augment.padding_mode = 'constant'  # crop padding: or 'reflect', 'edge'
@@ -210,6 +214,7 @@ _RULES = {
     'dataset.stream': _bool,
     'dataset.read_threads': _int(1),
     'dataset.reader': _one_of(('tfds', 'files')),
+    'dataset.permute_seed': _int(-1),
     'dataset.augment.crop_padding': _int(0),
     'dataset.augment.padding_mode': _one_of(AUGMENT_PADDING_MODES),
     'dataset.augment.flip': _bool,
@@ -273,6 +278,16 @@ def _check_augment(config) -> None:
         or value[1] > high):
       raise _bad(f'dataset.augment.{field}', value,
                  f'must be (low, high) with 0 < low <= high{" <= 1" if high == 1 else ""}')
+  moves = [f for f in ('crop_padding', 'flip', 'random_resized_crop') if augment[f]]
+  if config.dataset.permute_seed >= 0 and moves:
+    raise _bad('dataset.permute_seed', config.dataset.permute_seed,
+               f'permuted inputs have no neighbourhoods for dataset.augment.{moves[0]} '
+               f'to move; turn that augmentation off or set permute_seed=-1')
+  if config.dataset.permute_seed >= 0 and (catalog.get(config.dataset.name).stream
+                                           or config.dataset.stream):
+    raise _bad('dataset.permute_seed', config.dataset.permute_seed,
+               'permutes in-memory datasets only; set dataset.stream=False or '
+               'permute_seed=-1')
   if not augment.normalize:
     return
   channels = catalog.get(config.dataset.name).example_shape[-1]
