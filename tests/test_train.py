@@ -88,6 +88,15 @@ def test_run_learns_and_writes_the_documented_workdir(finished_run):
   assert sorted(mngr.all_steps()) == sorted({32, 36, summary['best_eval_step']})
 
 
+def test_eval_every_epochs_evaluates_every_nth_epoch_and_the_last(toy_dir, tmp_path):
+  config = tiny_config(toy_dir)
+  config.eval_every_epochs = 2  # 12 steps per epoch, 3 epochs: steps 24 and 36
+  summary = train_and_evaluate(config, str(tmp_path), **QUIET)
+  evals = [r['step'] for r in _records(str(tmp_path)) if r['split'] == 'eval']
+  assert evals == [24, 36]
+  assert summary['best_eval_step'] in (24, 36)
+
+
 @pytest.mark.slow
 def test_same_seed_same_run(toy_dir, tmp_path, finished_run):
   workdir, summary = finished_run

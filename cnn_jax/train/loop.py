@@ -5,7 +5,8 @@ Read :func:`train_and_evaluate` top to bottom; it runs four phases:
 1. restore or init: the newest finalized checkpoint of the workdir, else a fresh state;
 2. run an interval: compiled calls until the next log, evaluation or checkpoint step;
 3. at each such step: sync the interval's metrics (stopping on a non-finite loss),
-   evaluate at the end of an epoch and track the best step, save a checkpoint;
+   evaluate every ``eval_every_epochs`` epochs and after the last, track the best
+   step, save a checkpoint;
 4. finish: evaluate the test split, write ``summary.json``.
 
 Preemption: SIGTERM or SIGINT (spot instances, maintenance, Ctrl-C) sets a flag that
@@ -240,7 +241,8 @@ def _train(trainer: Trainer, workdir: str, mngr, log, t_start: float, stop: _Sto
                             mngr)
     totals = None
     eval_accuracy = None
-    if end_of_epoch and trainer.has_eval:
+    if trainer.has_eval and (itstime(done, steps_per_epoch * config.eval_every_epochs)
+                             or done == total):
       eval_accuracy = _evaluate_and_track_best(trainer, state, writers, records, book,
                                                done, elapsed())
     _report(trainer, records, done, bar, end_of_epoch, log)

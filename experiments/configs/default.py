@@ -109,6 +109,10 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.steps_per_call = 1  # steps per compiled call, as one lax.scan; 0: a whole epoch
   config.evaluate_train = False  # also evaluate on the training split at the end (the gap)
+  # Evaluate eval_split every N epochs (and after the last): long runs on small training
+  # sets (hundreds of 1k-image epochs) would otherwise spend more time evaluating than
+  # training. Each evaluated step is also checkpointed.
+  config.eval_every_epochs = 1
 
   config.log_every_steps = 100  # train metrics every N steps (0: every epoch)
   # 0: every epoch; N: every N steps (and always after an evaluation and at the end)
@@ -241,6 +245,7 @@ _RULES = {
     'half_precision': _bool,
     'steps_per_call': _int(0),
     'evaluate_train': _bool,
+    'eval_every_epochs': _int(1),
     'log_every_steps': _int(0),
     'checkpoint_every_steps': _int(0),
     'keep_checkpoints': _int(1),
