@@ -64,6 +64,24 @@ def load_sweep(spec: str) -> dict:
   return dict(_call_in_file(spec, 'get_sweep') or {})
 
 
+def load_study(spec: str) -> dict:
+  """The grid of a study's config file, its ``get_study()`` (see :mod:`cnn_jax.studies`).
+
+  Args:
+    spec: a config file path, optionally followed by ``:arg``.
+
+  Returns:
+    The dict ``get_study`` returns.
+
+  Raises:
+    ValueError: if the file defines no ``get_study``.
+  """
+  grid = _call_in_file(spec, 'get_study')
+  if grid is None:
+    raise ValueError(f'{spec.partition(":")[0]} defines no get_study()')
+  return dict(grid)
+
+
 def _field_paths(config, prefix: str = '') -> list[str]:
   paths = []
   for key, value in config.items():
