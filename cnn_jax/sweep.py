@@ -50,7 +50,7 @@ import numpy as np
 from absl import flags
 from ml_collections.config_flags import tuple_parser
 
-from cnn_jax import config_utils, provenance
+from cnn_jax import config_utils, provenance, stats
 from cnn_jax import summary as summary_lib
 from cnn_jax.data import catalog
 from cnn_jax.train import replicas
@@ -296,6 +296,7 @@ def aggregate(axes: dict[str, list], groups: Sequence[Group], summaries: dict[st
   Returns:
     Rows in grid order, each with the swept keys' values, ``'group'``, ``'seeds'``
     (list), ``'n'``, ``'replicas'`` (replica folders relative to the sweep workdir),
+    ``'test_accuracies'`` (per seed, for the tests of :func:`comparisons`),
     ``'params'``, ``'flops'``, and ``'<metric>_mean'``/``'<metric>_std'`` for each of
     :data:`METRICS`: ``test_accuracy``, ``best_eval_accuracy``, ``train_accuracy``
     (clean pass over the training split), ``gap`` (train - test accuracy, per seed),
@@ -321,7 +322,8 @@ def aggregate(axes: dict[str, list], groups: Sequence[Group], summaries: dict[st
     cell = cells[tuple(repr(setting[k]) for k in axes)]
     group = cell['group']
     row = {**setting, 'group': group.name, 'seeds': cell['seeds'], 'n': len(cell['seeds']),
-           'replicas': cell['replicas']}
+           'replicas': cell['replicas'],
+           'test_accuracies': [r.get('test_accuracy') for r in cell['results']]}
     for metric, source in METRICS.items():
       if source is None:
         values = [None if r.get('train_accuracy') is None else
@@ -385,6 +387,77 @@ def format_table(rows: Sequence[dict], axes: dict) -> str:
                 '–' if row['group_s'] is None else f'{row["group_s"]:.1f}']
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
+
+
+# A baseline fitting its training images below this (clean train accuracy) is still
+# under-fitting: a regulariser is not expected to raise its test accuracy.
+UNDERFIT_TRAIN_ACCURACY = 0.95
+
+
+def comparisons(rows: Sequence[dict], axes: dict) -> list[dict]:
+  """Each setting against its baseline: the first axis at its first value, the others equal.
+
+  Args:
+    rows: from :func:`aggregate`.
+    axes: the sweep's axes; the first one is compared (``model.dropout_rate``: each rate
+      against 0 at the same stride).
+
+  Returns:
+    One dict per row off the baseline with numbers on both sides: ``'row'``,
+    ``'baseline'`` and ``'test'`` (:func:`cnn_jax.stats.welch` of the row's test
+    accuracies against the baseline's).
+  """
+  if not axes:
+    return []
+  key = next(iter(axes))
+  others = [k for k in axes if k != key]
+  found = lambda row: row['test_accuracies'] and None not in row['test_accuracies']
+  out = []
+  for row in rows:
+    if row[key] == axes[key][0] or not found(row):
+      continue
+    (base,) = [r for r in rows if r[key] == axes[key][0]
+               and all(r[k] == row[k] for k in others)]
+    if found(base):
+      out.append({'row': row, 'baseline': base,
+                  'test': stats.welch(row['test_accuracies'], base['test_accuracies'])})
+  return out
+
+
+def interpret(rows: Sequence[dict], axes: dict) -> list[str]:
+  """What the table supports, as sentences computed from :func:`comparisons`."""
+  found = comparisons(rows, axes)
+  if not found:
+    return []
+  key = next(iter(axes))
+  base_value = axes[key][0]
+  n = sorted({c['row']['n'] for c in found} | {c['baseline']['n'] for c in found})
+  lines = [f'Each setting against {key}={base_value!r} with its other settings equal '
+           f'(Welch\'s t-test over seeds, two-sided, p < {stats.SIGNIFICANCE:g}):', '']
+  name = lambda row: sweep_figures.label(row, list(axes))
+  lines += [f'- {name(c["row"])}: {stats.verdict(c["test"])}' for c in found]
+  real = [c for c in found if c['test']['significant']]
+  lines.append('')
+  if real:
+    higher = sum(c['test']['diff'] > 0 for c in real)
+    lines.append(f'{len(real)} of {len(found)} settings differ detectably from their '
+                 f'baseline ({higher} higher, {len(real) - higher} lower); '
+                 f'{len(found) - len(real)} are within the seed noise.')
+  else:
+    lines.append(f'No setting differs detectably from its baseline: with '
+                 f'{"/".join(map(str, n))} seeds per setting the differences in this '
+                 f'table are within the seed noise, and it supports no conclusion '
+                 f'about {key}.')
+  if 'dropout' in key:
+    under = [r for r in rows if r[key] == base_value and r['train_accuracy_mean'] is not None
+             and r['train_accuracy_mean'] < UNDERFIT_TRAIN_ACCURACY]
+    for r in under:
+      lines.append('')
+      lines.append(f'The baseline {name(r)} fits only '
+                   f'{100 * r["train_accuracy_mean"]:.1f}% of its training images (clean): '
+                   f'it is still under-fitting, a regime where dropout, a regulariser, is '
+                   f'not expected to raise test accuracy.')
+  return lines
 
 
 def _check_manifest(workdir: str, manifest: dict) -> bool:
@@ -482,6 +555,9 @@ def write_results(workdir: str, rows: Sequence[dict], axes: dict, command: str =
           f'the setting (a vmapped group trains all its replicas at once, and its img/s '
           f'counts the images of every replica).', '',
           format_table(rows, axes), '']
+  interpretation = interpret(rows, axes)
+  if interpretation:
+    text += ['## What it supports', '', *interpretation, '']
   text += [f'![{name}]({name}.png)' for name in plots]
   with open(paths['md'], 'w') as f:
     f.write('\n'.join(text) + '\n')

@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 from configs.tiny import get_config as tiny_config
 from fake_runs import write_replicas_workdir
 from idx_files import prepare_toy_tfds
@@ -413,3 +414,41 @@ def test_plots_label_axes_and_every_panel_in_words():
       labels = [t.get_text() for t in ax.get_legend().texts]
       assert any(t.startswith('stride-2 conv instead of pooling') for t in labels)
       assert any(t.startswith('max pooling') for t in labels)
+
+
+def test_each_setting_is_tested_against_its_baseline_and_the_page_says_what_it_supports(
+    fake_sweep):
+  workdir, rows, _ = fake_sweep
+  found = sweep.comparisons(rows, AXES)
+  # Rate 0.5 against rate 0 at each stride; every seed is 0.05 up (0.1 * rate).
+  assert [(c['row']['model.strides'], c['baseline']['model.dropout_rate'])
+          for c in found] == [(1, 0.0), (2, 0.0)]
+  for c in found:
+    assert c['row']['test_accuracies'] == pytest.approx([0.85, 0.90, 0.95]
+                                                        if c['row']['model.strides'] == 1
+                                                        else [0.86, 0.91, 0.96])
+    reference = scipy_stats.ttest_ind(c['row']['test_accuracies'],
+                                      c['baseline']['test_accuracies'], equal_var=False)
+    assert c['test']['p'] == pytest.approx(reference.pvalue)
+    assert not c['test']['significant']  # 5 points against a seed spread of 5
+  with open(os.path.join(workdir, sweep.RESULTS_MD)) as f:
+    text = f.read()
+  assert "Each setting against model.dropout_rate=0.0 with its other settings" in text
+  assert 'No setting differs detectably from its baseline: with 3 seeds' in text
+  assert 'supports no conclusion about model.dropout_rate' in text
+  # The fake baselines fit (0.94 + 0.95 + 0.98) / 3 = 95.7% of their training images.
+  assert 'under-fitting' not in text
+
+
+def test_a_clear_difference_is_called_significant_and_an_underfit_baseline_named():
+  axes = {'model.dropout_rate': [0.0, 0.5]}
+  rows = [{'model.dropout_rate': 0.0, 'n': 3, 'test_accuracies': [0.80, 0.81, 0.80],
+           'train_accuracy_mean': 0.85},
+          {'model.dropout_rate': 0.5, 'n': 3, 'test_accuracies': [0.70, 0.71, 0.70],
+           'train_accuracy_mean': 0.75}]
+  lines = sweep.interpret(rows, axes)
+  assert lines[2].startswith('- dropout_rate=0.5: -10.00 points, p = ')
+  assert lines[2].endswith(': significant')
+  assert lines[4] == ('1 of 1 settings differ detectably from their baseline (0 higher, '
+                      '1 lower); 0 are within the seed noise.')
+  assert 'fits only 85.0% of its training images' in lines[6]
