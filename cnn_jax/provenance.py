@@ -22,11 +22,18 @@ RESULTS_JSON = 'results.json'
 RESULTS_MD = 'results.md'
 
 
-def git_commit() -> str:
-  """The commit of the checkout this package runs from, or ``'unknown'``."""
+def git_commit(path: str = os.path.dirname(__file__)) -> str:
+  """The commit of the checkout ``path`` (default: this package's) is in, or ``'unknown'``.
+
+  Ends in ``-dirty`` when tracked files differ from that commit: the numbers then come
+  from code no commit holds, and a results page must not claim otherwise.
+  """
+  run = lambda *args: subprocess.run(['git', *args], capture_output=True, text=True,
+                                     cwd=path, check=True).stdout
   try:
-    return subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
-                          cwd=os.path.dirname(__file__), check=True).stdout.strip()
+    commit = run('rev-parse', 'HEAD').strip()
+    return commit + ('-dirty' if run('status', '--porcelain', '--untracked-files=no')
+                     else '')
   except (OSError, subprocess.CalledProcessError):
     return 'unknown'
 

@@ -35,3 +35,21 @@ def test_write_results(tmp_path):
   provenance.write_results(str(tmp_path / 'out'), {'a': 1}, '# table\n')
   assert (tmp_path / 'out' / 'results.json').read_text().strip() == '{\n  "a": 1\n}'
   assert (tmp_path / 'out' / 'results.md').read_text() == '# table\n'
+
+
+def test_git_commit_marks_a_checkout_with_changed_tracked_files(tmp_path):
+  import subprocess
+  git = lambda *args: subprocess.run(['git', '-c', 'user.name=t', '-c', 'user.email=t@t',
+                                      *args], cwd=tmp_path, check=True, capture_output=True,
+                                     text=True).stdout.strip()
+  assert provenance.git_commit(str(tmp_path)) == 'unknown'  # not a repository
+  git('init', '-q')
+  (tmp_path / 'code.py').write_text('a = 1\n')
+  git('add', 'code.py')
+  git('commit', '-qm', 'first')
+  head = git('rev-parse', 'HEAD')
+  assert len(head) == 40 and provenance.git_commit(str(tmp_path)) == head
+  (tmp_path / 'results.md').write_text('untracked output\n')
+  assert provenance.git_commit(str(tmp_path)) == head  # new files are not code changes
+  (tmp_path / 'code.py').write_text('a = 2\n')
+  assert provenance.git_commit(str(tmp_path)) == f'{head}-dirty'
