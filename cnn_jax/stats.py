@@ -78,4 +78,5 @@ def verdict(test: dict) -> str:
   if test['p'] is None:
     return f'{diff}, too few seeds or no spread: no test'
   word = 'significant' if test['significant'] else 'no evidence of a difference'
-  return f'{diff}, p = {test["p"]:.2g}: {word}'
+  # Three digits, so that a p-value just under the threshold never prints as it.
+  return f'{diff}, p = {test["p"]:.3g}: {word}'

@@ -58,6 +58,7 @@ def test_tiny_study_tabulates_the_runs_it_trained(tmp_path):
   first = results['sizes'][0]['rows'][0]
   assert f'| 256 | 2 | 0 | {100 * first["mean"]:.2f}% ± {100 * first["std"]:.2f} |' in page
   assert '`python -m experiments.study --test`' in page and 'git ' in page
+  assert all(len(r['trained_at']) >= 40 for r in results['sizes'])
   for name in ('results.json', 'test_accuracy.png', 'learning_curves.png'):
     assert os.path.getsize(os.path.join(out, name)) > 0
   # Finished runs are read back: the same numbers, no new training.
@@ -94,7 +95,15 @@ def test_conclusions_follow_the_tests():
   helps, neutral = dropout_data.conclusions(results)
   assert helps.startswith('**1,000 training images, 150 epochs:** without dropout the '
                           'network reaches 100.0% on its training images')
-  assert 'dropout raises test accuracy: rate 0.5 (+5.00 points' in helps
+  assert 'Dropout raises test accuracy at rate 0.5 (rate 0.5: +5.00 points' in helps
   assert 'peaks at epoch 2 and ends 2.00 points below that peak' in helps
   assert neutral.startswith('**55,000 training images, 1 epoch:**')
-  assert 'no rate changes test accuracy detectably: 0.25' in neutral
+  assert 'No rate changes test accuracy detectably (rate 0.25: ' in neutral
+  results['seeds'] = 3
+  assert dropout_data.summary(results) == (
+      'Without dropout (train accuracy and train - test gap in brackets), some dropout '
+      'rate raised test accuracy at 1,000 images (train 100.0%, gap 19.7 points); no rate '
+      'changed it detectably at 55,000 images (train 100.0%, gap 19.7 points). '
+      "Significance: Welch's t-test over 3 seeds, p < 0.05, 2 tests without a correction "
+      'for multiple comparisons, so about 0.1 false positives are expected by chance: a '
+      'p-value near the threshold is weak evidence.')

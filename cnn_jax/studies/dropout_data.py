@@ -27,6 +27,7 @@ import numpy as np
 from cnn_jax import config_utils, provenance, stats
 from cnn_jax.sweep import read_curves
 from cnn_jax.train import replicas
+from cnn_jax.train import workdir as workdir_lib
 from cnn_jax.train.replicas import replica_dir
 from cnn_jax.viz.common import DPI, Plot, new_figure
 
@@ -132,7 +133,8 @@ def run(config_dir: str, *, seeds: int, workdir: str, out: str | None, tiny: boo
 
   Returns:
     ``{'environment', 'seeds', 'rates', 'sizes': [record, ...]}``; a size's record holds
-    ``size``, ``epochs``, ``steps``, ``wall_s``, ``images_per_sec`` (all replicas) and
+    ``size``, ``epochs``, ``steps``, ``wall_s``, ``images_per_sec`` (all replicas),
+    ``trained_at`` (the git commit its run's ``config.json`` recorded) and
     one row per rate: ``test_accuracies``, ``train_accuracies``, ``mean``, ``std``,
     ``train_mean``, ``gap``, the held-out ``curve`` (mean over seeds) with its
     ``peak_epoch``, ``peak``, ``final`` and ``drop``, and ``vs_no_dropout`` (Welch's test
@@ -146,8 +148,12 @@ def run(config_dir: str, *, seeds: int, workdir: str, out: str | None, tiny: boo
         f'{config.num_epochs} epochs, in {os.path.join(workdir, name)}')
     summaries = replicas.train_replicas(config, os.path.join(workdir, name),
                                         _variants(grid['rates'], seeds), log=log)
-    records.append(_size_record(name, config, size, grid['rates'], seeds, summaries,
-                                workdir))
+    record = _size_record(name, config, size, grid['rates'], seeds, summaries, workdir)
+    # The commit that trained the runs (a rerun reads finished runs back, so a page
+    # written later may name a newer commit than the one behind its numbers).
+    record['trained_at'] = workdir_lib.read_record(
+        os.path.join(workdir, name))['environment']['git_commit']
+    records.append(record)
   results = {'environment': env, 'seeds': seeds, 'rates': list(grid['rates']),
              'tiny': tiny, 'sizes': records}
   if out:
@@ -156,6 +162,37 @@ def run(config_dir: str, *, seeds: int, workdir: str, out: str | None, tiny: boo
                            ('learning_curves.png', curves_figure(results))):
       plot.figure.savefig(os.path.join(out, filename), dpi=DPI)
   return results
+
+
+def _sizes_where(results: dict, sign: int) -> list[dict]:
+  """The sizes where some rate moves test accuracy significantly in direction ``sign``."""
+  return [r for r in results['sizes'] if any(
+      row['vs_no_dropout']['significant'] and sign * row['vs_no_dropout']['diff'] > 0
+      for row in r['rows'][1:])]
+
+
+def summary(results: dict) -> str:
+  """One sentence over all sizes: where dropout helped, and how much the baseline overfit."""
+  describe = lambda records: ' and '.join(
+      f'{r["size"]:,} images (train {100 * r["rows"][0]["train_mean"]:.1f}%, gap '
+      f'{100 * r["rows"][0]["gap"]:.1f} points)' for r in records)
+  helped, hurt = _sizes_where(results, 1), _sizes_where(results, -1)
+  only_hurt = [r for r in hurt if r not in helped]
+  neither = [r for r in results['sizes'] if r not in helped and r not in hurt]
+  parts = []
+  if helped:
+    parts.append(f'some dropout rate raised test accuracy at {describe(helped)}')
+  if only_hurt:
+    parts.append(f'every rate that changed it lowered it at {describe(only_hurt)}')
+  if neither:
+    parts.append(f'no rate changed it detectably at {describe(neither)}')
+  text = '; '.join(parts)
+  tests = sum(len(r['rows']) - 1 for r in results['sizes'])
+  return (f'Without dropout (train accuracy and train - test gap in brackets), {text}. '
+          f'Significance: Welch\'s t-test over {results["seeds"]} seeds, p < '
+          f'{stats.SIGNIFICANCE:g}, {tests} tests without a correction for multiple '
+          f'comparisons, so about {tests * stats.SIGNIFICANCE:.1f} false positives are '
+          f'expected by chance: a p-value near the threshold is weak evidence.')
 
 
 def conclusions(results: dict) -> list[str]:
@@ -169,23 +206,21 @@ def conclusions(results: dict) -> list[str]:
     if base['peak'] is not None:
       overfit += (f'; its held-out accuracy peaks at epoch {base["peak_epoch"]:g} and ends '
                   f'{100 * base["drop"]:.2f} points below that peak')
-    up = [r for r in others if r['vs_no_dropout']['significant'] and
-          r['vs_no_dropout']['diff'] > 0]
-    down = [r for r in others if r['vs_no_dropout']['significant'] and
-            r['vs_no_dropout']['diff'] < 0]
-    rates = lambda rows: ', '.join(f'{r["rate"]:g} ({stats.verdict(r["vs_no_dropout"])})'
-                                   for r in rows)
+    significant = [r for r in others if r['vs_no_dropout']['significant']]
+    up = [f'{r["rate"]:g}' for r in significant if r['vs_no_dropout']['diff'] > 0]
+    down = [f'{r["rate"]:g}' for r in significant if r['vs_no_dropout']['diff'] < 0]
+    parts = []
     if up:
-      effect = f'dropout raises test accuracy: rate {rates(up)}'
-    elif down:
-      effect = f'dropout lowers test accuracy: rate {rates(down)}'
-    else:
-      effect = f'no rate changes test accuracy detectably: {rates(others)}'
-    if up and down:
-      effect += f'; it lowers it at rate {rates(down)}'
+      parts.append(f'Dropout raises test accuracy at rate {" and ".join(up)}')
+    if down:
+      parts.append(f'{"it lowers it" if up else "Dropout lowers test accuracy"} at rate '
+                   f'{" and ".join(down)}')
+    effect = '; '.join(parts) or 'No rate changes test accuracy detectably'
+    each = '; '.join(f'rate {r["rate"]:g}: {stats.verdict(r["vs_no_dropout"])}'
+                     for r in others)
     epochs = f'{record["epochs"]} epoch{"s" * (record["epochs"] != 1)}'
     lines.append(f'**{record["size"]:,} training images, {epochs}:** '
-                 f'{overfit}. Against no dropout, {effect}.')
+                 f'{overfit}. {effect} ({each}).')
   return lines
 
 
@@ -197,7 +232,8 @@ def format_results(results: dict) -> str:
       f'# {TITLE}', '',
       f'`{env["command"]}`', '',
       f'{env["date"]}; {provenance.hardware(env)}; devices {", ".join(env["devices"])}; '
-      f'jax {env["jax"]}, flax {env["flax"]}; git {env["git_commit"]}.', '',
+      f'jax {env["jax"]}, flax {env["flax"]}; git {env["git_commit"]}. Runs trained at '
+      f'git {", ".join(sorted({r["trained_at"] for r in results["sizes"]}))}.', '',
       f'Test accuracy: mean ± sample std over seeds 0..{seeds - 1} (n = {seeds}). Train: '
       f'accuracy on the training images in evaluation mode (no dropout), at the end. '
       f'Held-out: the last 5,000 training images, never trained on. The last column '
@@ -218,7 +254,7 @@ def format_results(results: dict) -> str:
       lines.append(f'| {record["size"]:,} | {record["epochs"]} | {row["rate"]:g} | '
                    f'{100 * row["mean"]:.2f}%{std} | {100 * row["train_mean"]:.2f}% | '
                    f'{100 * row["gap"]:.1f} | {curve} | {versus} |')
-  lines += ['', '## What it shows', '']
+  lines += ['', '## What it shows', '', summary(results), '']
   lines += [f'- {line}' for line in conclusions(results)]
   total = sum(r['wall_s'] for r in results['sizes'])
   timing = '; '.join(f'{r["size"]:,} images: {r["replicas"]} replicas in '
