@@ -226,6 +226,13 @@ def _at(results: dict, name: str, i: int) -> str:
   return f'{common.points(results["runs"][name]["shift_mean"][i], False)}%'
 
 
+def _shifts_where(results: dict, series: list, sign: int) -> str:
+  """``'k = 2, 3'``: the shifts where a per-shift test is significant with this sign."""
+  found = [str(shift) for shift, t in zip(results['shifts'], series)
+           if t['significant'] and t['diff'] * sign > 0]
+  return f'k = {", ".join(found)}' if found else 'no shift'
+
+
 def interpretation(results: dict) -> str:
   """The paragraph that reads the curves and tests, its words chosen by the numbers."""
   runs_, tests = results['runs'], results['tests']
@@ -248,19 +255,11 @@ def interpretation(results: dict) -> str:
   else:
     text += (f'The drops of the MLP and the dense-head CNN do not differ detectably with '
              f'{n} seeds ({drop["verdict"]}). ')
-  # The first shift at which each comparison is significant, in its direction.
   for a, b in PAIRS:
     series = tests[f'{a}-{b}']
-    above = [results['shifts'][i] for i, t in enumerate(series)
-             if t['significant'] and t['diff'] > 0 and i > 0]
-    name_a, name_b = common.NAMES[a], common.NAMES[b]
-    if above:
-      text += (f'The {name_a} is significantly above the {name_b} from {above[0]} '
-               f'pixel(s) on ({len(above)} of {last} shifts; at {k}: '
-               f'{series[last]["verdict"]}). ')
-    else:
-      text += (f'The {name_a} is never significantly above the {name_b} at a nonzero '
-               f'shift (at {k}: {series[last]["verdict"]}). ')
+    text += (f'The {common.NAMES[a]} is significantly above the {common.NAMES[b]} at '
+             f'{_shifts_where(results, series, 1)} and below it at '
+             f'{_shifts_where(results, series, -1)} (at {k}: {series[last]["verdict"]}). ')
   gap = tests['drop:cnn-cnn_gap']
   if gap['significant'] and gap['diff'] > 0:
     text += (f'Global pooling keeps {common.points(gap["diff"], False)} points more of '
