@@ -108,7 +108,9 @@ def test_tiny_setting_end_to_end(tmp_path, monkeypatch, toy_data_dir):
     # Shift 0 is the run's own test evaluation.
     accuracies = replica_accuracies(workdir / name, seeds)
     assert record['test_accuracies'] == accuracies
-    np.testing.assert_allclose(shifted[:, 0, :], np.array(accuracies)[:, None], atol=1e-6)
+    np.testing.assert_allclose(shifted[:, 0, :],
+                               np.repeat(np.array(accuracies)[:, None], directions, 1),
+                               atol=1e-6)
     by_shift = shifted.mean(axis=2)
     np.testing.assert_allclose(record['by_shift'], by_shift)
     np.testing.assert_allclose(record['shift_mean'], by_shift.mean(axis=0))
