@@ -19,7 +19,8 @@ a table; the CNN's lead over the MLP is tested on both inputs too.
 
 The shifted-inputs study (:mod:`cnn_jax.studies.shifted_inputs`) trains the same two
 unpermuted runs under the same names: pointed at one ``--workdir``, the second study
-reads them back instead of training them again.
+reads them back instead of training them again. Cost of the committed run (3 seeds) on
+the 2-core CPU: 5 min 2 s, the MLP runs 30 s each and the CNN runs about 2 min each.
 """
 
 from __future__ import annotations
