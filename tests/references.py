@@ -265,16 +265,19 @@ def mlp_ref(p, x, hidden, activation='relu'):
 
 
 def simple_cnn_ref(p, s, x, n_blocks, kernel_size, strides, padding, pool, pool_window,
-                   hidden, activation='relu', bn_eps=1e-5):
+                   hidden, activation='relu', bn_eps=1e-5, head='dense'):
   """SimpleCNN (and CNN1D): per block conv -> [BN] -> act -> pool, then dense layers.
 
   The per-block settings are sequences of ``n_blocks`` values; a block has BatchNorm
-  where its parameters hold ``conv{i}_bn``.
+  where its parameters hold ``conv{i}_bn``. ``head='global_avg'`` averages each channel
+  over the spatial axes before the dense layers.
   """
   act = ACTIVATIONS[activation]
   for i in range(n_blocks):
     x = _conv_bn(x, p, s, f'conv{i}', strides[i], padding[i], bn_eps, act)
     x = _pool(x, pool[i], pool_window[i], pool_window[i])
+  if head == 'global_avg':
+    x = np.asarray(x, np.float64).mean(axis=tuple(range(1, x.ndim - 1)))
   return _dense_stack(x, p, [f'dense{i}' for i in range(len(hidden))], 'head', act)
 
 

@@ -133,6 +133,7 @@ def test_a_field_rule_refuses_the_bad_value_and_accepts_the_boundary(unprepared,
     ({'pool_window': 0}, r'config.model.pool_window=0: must be an int >= 1'),
     ({'num_classes': 0}, r'config.model.num_classes=0: must be an int >= 1'),
     ({'batch_norm': 'yes'}, r"config.model.batch_norm='yes': must be True or False"),
+    ({'head': 'gap'}, r"config.model.head='gap': must be one of 'dense', 'global_avg'"),
     ({'widht': 2}, r"config.model: model 'simple_cnn' has no field\(s\) \['widht'\]"),
 ])
 def test_model_fields_of_the_architecture(unprepared, fields, message):
@@ -141,7 +142,8 @@ def test_model_fields_of_the_architecture(unprepared, fields, message):
 
 def test_model_field_boundaries_accepted(unprepared):
   validate(_set(unprepared, model__activation='gelu', model__padding='valid',
-                model__pool_window=1, model__num_classes=1, model__batch_norm=(True, False)))
+                model__pool_window=1, model__num_classes=1, model__batch_norm=(True, False),
+                model__head='global_avg'))
 
 
 def test_resnet_rules_by_field_name(unprepared):

@@ -210,6 +210,11 @@ REFERENCE_COUNTS = [
     ('simple_cnn', {}, MNIST,
      (9 * 32 + 32) + (9 * 32 * 64 + 64) + (7 * 7 * 64 * 128 + 128) + (128 * 10 + 10),
      'hand count'),
+    # A global average pool leaves 64 features for dense0, whatever the input's size.
+    ('simple_cnn', dict(head='global_avg'), MNIST,
+     (9 * 32 + 32) + (9 * 32 * 64 + 64) + (64 * 128 + 128) + (128 * 10 + 10), 'hand count'),
+    ('simple_cnn', dict(head='global_avg'), (64, 48, 1),
+     (9 * 32 + 32) + (9 * 32 * 64 + 64) + (64 * 128 + 128) + (128 * 10 + 10), 'hand count'),
     # Greydanus 2020 ConvBase: conv 25*5+25, 2 x (25*25*3+25), linear 125*10+10.
     ('cnn1d', {}, MNIST1D, 150 + 1900 + 1900 + 1260, 'mnist1d ConvBase'),
 ]
@@ -391,6 +396,32 @@ def test_simple_cnn_dropout_only_in_training():
   assert not np.allclose(t1, eval1) and not np.allclose(t1, t2)
 
 
+@pytest.mark.parametrize('fields,input_shape', [
+    (dict(features=(4, 6), hidden=(8,), batch_norm=(True, False), pool=('max', 'avg')),
+     (12, 10, 1)),
+    (dict(features=(4, 6), hidden=(), dropout_rate=0.5), (12, 12, 2)),
+    (dict(features=(4, 4), hidden=(8,)), (40, 1)),  # 1-D: the mean over the width
+], ids=['2d-bn-hidden', '2d-no-hidden', '1d'])
+def test_simple_cnn_global_avg_head_matches_the_numpy_reference(fields, input_shape):
+  """Conv blocks, each channel's mean over the positions, then the dense layers."""
+  import references as ref
+  model = models.create('simple_cnn', head='global_avg', **fields)
+  shapes = variable_shapes(model, input_shape)
+  variables = golden_variables(shapes)
+  x = golden_array('input', (3, *input_shape))
+  n = len(model.features)
+  each = lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,) * n
+  expected = ref.simple_cnn_ref(
+      variables['params'], variables.get('batch_stats', {}), x, n, each(model.kernel_size),
+      each(model.strides), each(model.padding), each(model.pool), each(model.pool_window),
+      model.hidden, model.activation, head='global_avg')
+  np.testing.assert_allclose(model.apply(variables, x), expected, rtol=1e-4, atol=2e-5)
+  # The dense layers read one value per channel of the last block.
+  first = 'dense0' if model.hidden else 'head'
+  assert shapes['params'][first]['kernel'] == (model.features[-1],
+                                               (model.hidden or (10,))[0])
+
+
 def test_registry_errors_name_the_problem():
   with pytest.raises(ValueError, match=r"unknown model 'simple_cn'.*simple_cnn"):
     models.create('simple_cn')
@@ -401,6 +432,8 @@ def test_registry_errors_name_the_problem():
     model.init(KEY, jnp.zeros((1, 8, 8, 1)))
   with pytest.raises(ValueError, match="pool must be 'max', 'avg' or 'none'"):
     models.create('simple_cnn', pool='min').init(KEY, jnp.zeros((1, 8, 8, 1)))
+  with pytest.raises(ValueError, match=r"head='gap'; use 'dense'.*or 'global_avg'"):
+    models.create('simple_cnn', head='gap').init(KEY, jnp.zeros((1, 8, 8, 1)))
 
 # ------------------------------------------------ golden logits (tests/make_golden.py)
 

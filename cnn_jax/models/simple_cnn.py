@@ -13,9 +13,14 @@ import flax.linen as nn
 from cnn_jax import layers
 from cnn_jax.models.common import activation, conv_bn, dense_head, downsample, per_block
 
+# The names the ``head`` field takes: what sits between the last conv block and the
+# dense layers.
+HEADS = ('dense', 'global_avg')
+
 
 class SimpleCNN(nn.Module):
-  """Conv blocks (conv -> [BatchNorm] -> activation -> pool -> dropout) then dense layers.
+  """Conv blocks (conv -> [BatchNorm] -> activation -> pool -> dropout), then [a global
+  average pool and] dense layers.
 
   Works on 2-D ``(N, H, W, C)`` and 1-D ``(N, W, C)`` inputs; the kernel and pooling
   windows get the input's spatial rank.
@@ -32,7 +37,11 @@ class SimpleCNN(nn.Module):
       pool's place), per block or one for all.
     pool_window: pooling window (and stride), per block or one for all.
     dropout_rate: dropout after each conv block, per block or one for all.
-    hidden: widths of the dense layers between the flattened features and the output.
+    head: ``'dense'``: the dense layers read the flattened feature maps, one weight
+      per position and channel; ``'global_avg'``: they read the mean of each channel
+      over all positions (a global average pool), so where a feature lies no longer
+      matters and the parameters do not depend on the input size.
+    hidden: widths of the dense layers between the features and the output.
     dense_dropout_rate: dropout after each hidden dense layer.
     activation: ``'relu'``, ``'tanh'``, ``'lecun_tanh'``, ``'gelu'`` or ``'elu'``.
     bn_momentum: BatchNorm running-average decay (PyTorch's momentum 0.1 is 0.9 here).
@@ -48,6 +57,7 @@ class SimpleCNN(nn.Module):
   pool: Any = 'max'
   pool_window: Any = 2
   dropout_rate: Any = 0.0
+  head: str = 'dense'
   hidden: Sequence[int] = (128,)
   dense_dropout_rate: float = 0.0
   activation: str = 'relu'
@@ -70,6 +80,9 @@ class SimpleCNN(nn.Module):
     if x.ndim not in (3, 4):
       raise ValueError(f'SimpleCNN expects a batch (N, H, W, C) or (N, W, C), got shape '
                        f'{x.shape}')
+    if self.head not in HEADS:
+      raise ValueError(f"head={self.head!r}; use 'dense' (flattened maps) or 'global_avg' "
+                       f"(the mean over positions)")
     n = len(self.features)
     act = activation(self.activation)
     blocks = zip(self.features, per_block(self.kernel_size, n, 'kernel_size'),
@@ -84,6 +97,8 @@ class SimpleCNN(nn.Module):
       x = downsample(x, pool, window, window, 'VALID', act=act, dtype=self.dtype,
                      name=f'pool{i}')
       x = layers.Dropout(rate, name=f'dropout{i}')(x, deterministic=not train)
+    if self.head == 'global_avg':
+      x = layers.GlobalAvgPool(spatial_dims=x.ndim - 2, name='global_pool')(x)
     return dense_head(x, self.hidden, self.num_classes, act=act,
                       dropout_rate=self.dense_dropout_rate, train=train, dtype=self.dtype,
                       names=lambda i: (f'dense{i}', f'dense_dropout{i}'))

@@ -27,6 +27,8 @@ from types import ModuleType
 # Name -> module under cnn_jax.studies; imported when asked for (each pulls in training).
 STUDIES = {
     'dropout_data': 'cnn_jax.studies.dropout_data',
+    'permuted_pixels': 'cnn_jax.studies.permuted_pixels',
+    'shifted_inputs': 'cnn_jax.studies.shifted_inputs',
 }
 
 

@@ -30,6 +30,7 @@ from cnn_jax import config_utils, models, summary
 from cnn_jax.data import catalog, tfds_data
 from cnn_jax.data.augmentation import PADDING_MODES as AUGMENT_PADDING_MODES
 from cnn_jax.models.common import ACTIVATIONS, POOLS
+from cnn_jax.models.simple_cnn import HEADS
 from cnn_jax.ops.shapes import PADDING_MODES
 from cnn_jax.train import optim
 from cnn_jax.train.trainer import build_model, resolve_steps_per_call
@@ -82,6 +83,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.batch_norm = False  # BatchNorm after each conv (per block or one for all)
   config.model.pool = 'max'  # after each block: 'max', 'avg', 'none' or 'conv' (strided)
   config.model.dropout_rate = 0.25  # after each conv block, in [0, 1)
+  # between the last block and the dense layers: 'dense' (flattened maps) or
+  # 'global_avg' (each channel's mean over all positions: a global average pool)
+  config.model.head = 'dense'
   config.model.hidden = (128,)  # dense layers of the head
   config.model.dense_dropout_rate = 0.5  # after each dense layer of the head
 
@@ -261,6 +265,7 @@ _MODEL_RULES = (
     (lambda f: f.endswith('pool'), _each(_one_of(POOLS))),
     (lambda f: f.endswith('padding'), _padding),
     (lambda f: f == 'activation', _one_of(sorted(ACTIVATIONS))),
+    (lambda f: f == 'head', _one_of(HEADS)),
     (lambda f: f == 'batch_norm', _each(_bool)),
     (lambda f: f == 'width', _real(0, closed='()')),
 )
@@ -418,11 +423,11 @@ def validate(config: ml_collections.ConfigDict, context: str = '') -> None:
   counts (>= 1), rates in [0, 1), a finite positive learning rate, the optimizer's
   schedule, steps_per_call dividing the log/checkpoint intervals, the model's fields
   (generic rules by field name: ``*dropout_rate``, ``features``, ``hidden``, strides,
-  kernels, windows, ``pool``, ``padding``, ``activation``) and, by tracing the model's
-  summary, that its kernels and windows fit the dataset's inputs. When the dataset is
-  prepared its info also gives the split sizes: each split must select examples,
-  ``batch_size`` may not exceed the training split and ``eval_batch_size`` not the
-  largest split the run evaluates (without it, the largest published split bounds
+  kernels, windows, ``pool``, ``padding``, ``activation``, ``head``) and, by tracing the
+  model's summary, that its kernels and windows fit the dataset's inputs. When the
+  dataset is prepared its info also gives the split sizes: each split must select
+  examples, ``batch_size`` may not exceed the training split and ``eval_batch_size`` not
+  the largest split the run evaluates (without it, the largest published split bounds
   ``eval_batch_size``). The dataset is never prepared or downloaded here.
 
   Args:
