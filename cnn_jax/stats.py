@@ -45,23 +45,27 @@ def welch(a: Sequence[float], b: Sequence[float]) -> dict:
     b: likewise for the second.
 
   Returns:
-    ``{'diff', 't', 'dof', 'p', 'significant'}``: the difference of the means, the t
-    statistic, the Welch-Satterthwaite degrees of freedom, the two-sided p-value and
-    whether ``p < SIGNIFICANCE``. With fewer than two values on a side, or no spread on
-    both, nothing can be said: ``t``, ``dof`` and ``p`` are None and ``significant``
-    False.
+    ``{'diff', 't', 'dof', 'p', 'significant', 'low', 'high'}``: the difference of the
+    means, the t statistic, the Welch-Satterthwaite degrees of freedom, the two-sided
+    p-value, whether ``p < SIGNIFICANCE``, and the 95% confidence interval of the
+    difference (``diff -+ t_{0.975, dof} * SE``: the differences the seeds cannot rule
+    out). With fewer than two values on a side, or no spread on both, nothing can be
+    said: ``t``, ``dof``, ``p``, ``low`` and ``high`` are None and ``significant`` False.
   """
   a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
   diff = float(a.mean() - b.mean())
   va = a.var(ddof=1) / a.size if a.size > 1 else math.nan
   vb = b.var(ddof=1) / b.size if b.size > 1 else math.nan
   if not (va + vb > 0):  # nan (too few seeds) or no spread at all
-    return {'diff': diff, 't': None, 'dof': None, 'p': None, 'significant': False}
-  t = diff / math.sqrt(va + vb)
+    return {'diff': diff, 't': None, 'dof': None, 'p': None, 'significant': False,
+            'low': None, 'high': None}
+  se = math.sqrt(va + vb)
+  t = diff / se
   dof = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
   p = float(2 * _scipy_stats.t.sf(abs(t), dof))
+  half = float(_scipy_stats.t.ppf(0.975, dof)) * se
   return {'diff': diff, 't': float(t), 'dof': float(dof), 'p': p,
-          'significant': p < SIGNIFICANCE}
+          'significant': p < SIGNIFICANCE, 'low': diff - half, 'high': diff + half}
 
 
 def verdict(test: dict) -> str:

@@ -30,12 +30,16 @@ def test_welch_by_hand_and_against_scipy():
   reference = scipy_stats.ttest_ind(a, b, equal_var=False)
   assert test['p'] == pytest.approx(reference.pvalue)
   assert test['significant'] == (reference.pvalue < 0.05)
+  interval = reference.confidence_interval(0.95)
+  assert (test['low'], test['high']) == (pytest.approx(interval.low),
+                                         pytest.approx(interval.high))
 
 
 @pytest.mark.parametrize('a, b', [([0.9], [0.8, 0.85]), ([0.9, 0.9], [0.8, 0.8])])
 def test_welch_says_nothing_without_two_seeds_or_any_spread(a, b):
   test = stats.welch(a, b)
   assert test['p'] is None and not test['significant']
+  assert test['low'] is None and test['high'] is None
   assert test['diff'] == pytest.approx(sum(a) / len(a) - sum(b) / len(b))
   assert 'no test' in stats.verdict(test)
 
