@@ -230,6 +230,9 @@ class SimpleCNN(nn.Module):
     if len(sizes) not in (1, 2):
       raise ValueError(f'simple_cnn expects (H, W, C) or (W, C) inputs, got input shape '
                        f'{input_shape}')
+    if m.head != 'dense':
+      raise ValueError(f"the PyTorch mirror of simple_cnn has the dense head only; "
+                       f"head={m.head!r} is not mirrored")
     self.act = _activation(m.activation)
     n = self.num_blocks = len(m.features)
     blocks = zip(m.features, per_block(m.kernel_size, n, 'kernel_size'),

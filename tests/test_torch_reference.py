@@ -188,6 +188,8 @@ def test_what_is_not_mirrored_is_refused():
     torch_reference.build('alexnet', (32, 32, 3))
   with pytest.raises(ValueError, match="'lenet5' has no field"):
     torch_reference.build('lenet5', (28, 28, 1), widths=(6, 16))
+  with pytest.raises(ValueError, match="head='global_avg' is not mirrored"):
+    torch_reference.build('simple_cnn', (28, 28, 1), head='global_avg')
   with pytest.raises(ValueError, match="activation='swish'"):
     torch_reference.build('mlp', (28, 28, 1), activation='swish')
   with pytest.raises(ValueError, match=r'crop_padding=4, dataset\.augment\.flip=True'):
