@@ -5,10 +5,12 @@ permutation of the 40 positions, the same for the train and the test sequences
 (``dataset.permute_seed``), and otherwise :mod:`reproduce_mnist1d_cnn` unchanged. The
 reference notebook (``notebooks/mnist1d-classification.ipynb``) draws its permutation
 with ``np.random.seed(42); np.random.permutation(40)``; ours comes from
-``numpy.random.default_rng(42)``, another permutation: run as the reference's own
-PyTorch code, the CNN lands about as high with either (the ``cnn_shuffled`` and
-``cnn_shuffled_our_permutation`` rows of
-``experiments/results/reproduce/mnist1d_protocol/results.md``).
+``numpy.random.default_rng(42)``, another permutation, and which one matters a little:
+the reference's own PyTorch code, seeds 0-9, ends at 56.60% [55.84, 57.36] with the
+notebook's and 57.96% [56.92, 59.00] with ours (final test accuracy, mean and 95%
+interval; ``experiments/results/reproduce/mnist1d_protocol/results.md``, rows
+``cnn_shuffled`` and ``cnn_shuffled_our_permutation``). Both lie inside the published
+56% ± 3.
 """
 
 import ml_collections
