@@ -163,6 +163,9 @@ VARIANTS = (
     ('logistic', 'logistic', 'as stored', 'torch', 'fixed'),
     ('cnn_shuffled', 'cnn', 'paper permutation', 'torch', 'fixed'),
     ('cnn_shuffled_our_permutation', 'cnn', 'our permutation', 'torch', 'fixed'),
+    # Our whole setting of the shuffled row: our permutation and both loop changes.
+    ('cnn_shuffled_our_permutation_flax_init_shuffled_batches', 'cnn', 'our permutation',
+     'flax', 'shuffled'),
     ('mlp_shuffled', 'mlp', 'paper permutation', 'torch', 'fixed'),
     ('logistic_shuffled', 'logistic', 'paper permutation', 'torch', 'fixed'),
 )
