@@ -31,7 +31,7 @@ the table states the interval. With one seed there is no interval and the verdic
 
 Tolerances are about two binomial standard deviations of a test-set accuracy at the
 published value (``sqrt(p (1 - p) / n_test)``: 1.5 points for 94% of MNIST-1D's 1,000
-test sequences, 3 points at 32-68%, 0.1 points for 99% of 10,000 images): the
+test sequences, 3 points at 32-68%, 0.2 points for 99% of 10,000 images): the
 published number is itself one run's accuracy on a finite test set. Where the source
 states a floor ("at least 91%") the tolerance is 0.
 """
