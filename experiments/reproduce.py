@@ -1,6 +1,6 @@
 """Reproduces published results and tabulates ours against them (see cnn_jax.reproduce).
 
-  python -m experiments.reproduce                          # every reference, 3 seeds
+  python -m experiments.reproduce                # every reference, its default seeds
   python -m experiments.reproduce --only mnist1d_cnn,mnist1d_mlp --seeds 5
   python -m experiments.reproduce --only fashion_mnist_resnet18 \
       --override fashion_mnist_resnet18:num_epochs=3
@@ -20,8 +20,10 @@ cli.define_cluster_flags()
 _ONLY = flags.DEFINE_multi_string(
     'only', [], 'Reference name(s) to run; repeat the flag or give a comma list. '
     f'Default: all of {", ".join(reproduce.names())}.')
-_SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per reference (0 .. N-1).',
-                              lower_bound=1)
+_SEEDS = flags.DEFINE_integer(
+    'seeds', None, 'Seeds per reference (0 .. N-1), for every selected reference. '
+    f'Default: each reference\'s own, {reproduce.CHEAP_SEEDS} for the MNIST-1D ones and '
+    f'{reproduce.SEEDS} for the others.', lower_bound=1)
 _WORKDIR = flags.DEFINE_string('workdir', reproduce.DEFAULT_WORKDIR,
                                'Parent of the per-reference run directories.')
 _OUT = flags.DEFINE_string('out', 'experiments/results/reproduce',

@@ -22,7 +22,7 @@ Workdir layout::
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 from cnn_jax import config_utils, provenance
 
@@ -203,14 +203,15 @@ def train_seeds(config, workdir: str, seeds: Sequence[int], runner: Runner | Non
   return runner(config, workdir, [{'seed': s} for s in seeds], log=log), False
 
 
-def train_seeds_each(runs: Sequence[tuple[str, object, str]], seeds: Sequence[int],
+def train_seeds_each(runs: Sequence[tuple[str, object, str]],
+                     seeds: Sequence[int] | Mapping[str, Sequence[int]],
                      runner: Runner | None = None, fan_out: FanOut | None = None,
                      log=print) -> dict[str, tuple[list[dict] | None, bool, Outcome | None]]:
   """:func:`train_seeds` for several configs; with ``fan_out``, all unfinished at once.
 
   Args:
     runs: ``(name, config, workdir)`` per run.
-    seeds: one replica per seed, for every run.
+    seeds: one replica per seed, for every run; or run name -> its seeds.
     runner: see :data:`Runner`; used without ``fan_out``, one run after another.
     fan_out: trains the unfinished runs elsewhere (``--cluster``:
       :meth:`cnn_jax.cluster.ClusterRunner.run`); a run that fails there does not
@@ -223,14 +224,15 @@ def train_seeds_each(runs: Sequence[tuple[str, object, str]], seeds: Sequence[in
   """
   results, jobs = {}, []
   for name, config, workdir in runs:
+    run_seeds = seeds[name] if isinstance(seeds, Mapping) else seeds
     if fan_out is None:
-      results[name] = (*train_seeds(config, workdir, seeds, runner, log), None)
+      results[name] = (*train_seeds(config, workdir, run_seeds, runner, log), None)
       continue
-    summaries = finished_replicas(workdir, config, seeds)
+    summaries = finished_replicas(workdir, config, run_seeds)
     if summaries is not None:
       results[name] = (summaries, True, None)
     else:
-      jobs.append(Job(name, config, workdir, [{'seed': s} for s in seeds]))
+      jobs.append(Job(name, config, workdir, [{'seed': s} for s in run_seeds]))
   if jobs:
     for name, outcome in fan_out(jobs, log=log).items():
       results[name] = (outcome.summaries, False, outcome)
