@@ -27,6 +27,7 @@ from types import ModuleType
 # Name -> module under cnn_jax.studies; imported when asked for (each pulls in training).
 STUDIES = {
     'dropout_data': 'cnn_jax.studies.dropout_data',
+    'stride_pool': 'cnn_jax.studies.stride_pool',
 }
 
 
