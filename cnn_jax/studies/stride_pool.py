@@ -382,7 +382,11 @@ def format_results(results: dict) -> str:
       'the head reads and its receptive field in input pixels. Train img/s: images of '
       f'all {n} seeds per second, the seeds trained as one vmapped program on this '
       'shared CPU (other jobs may have run), so a rough guide to speed only. Welch: '
-      'the variant minus max pooling of the same model, in accuracy points, two-sided.',
+      'the variant minus max pooling of the same model, in accuracy points, two-sided. '
+      f'Training took {provenance.duration(sum(r["wall_s"] for r in records))} in all '
+      '(the runs\' wall times, compilation included'
+      + ('; some runs were read back from an earlier invocation' if any(
+          r['resumed'] for r in records) else '') + ').',
       '',
       '| model | variant | channels | params | FLOPs / example | map | RF '
       '| test accuracy (n) | train img/s | vs max pool (Welch) |',
