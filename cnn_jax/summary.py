@@ -111,11 +111,11 @@ class Summary:
   def table(self) -> str:
     """Formats the summary as a text table with a totals line."""
     header = ('layer', 'type', 'output', 'params', 'FLOPs', 'RF', 'jump')
-    lines = [header] + [(r.name, r.kind, _dims(r.output_shape), f'{r.params:,}',
+    lines = [header] + [(r.name, r.kind, dims(r.output_shape), f'{r.params:,}',
                          f'{r.flops:,}', _field(r.rf_size), _field(r.rf_jump))
                         for r in self.rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = [f'{self.model} on input {_dims(self.input_shape)}']
+    text = [f'{self.model} on input {dims(self.input_shape)}']
     for line in lines:
       text.append('  '.join(cell.ljust(w) if i < 3 else cell.rjust(w)
                             for i, (cell, w) in enumerate(zip(line, widths))).rstrip())
@@ -125,7 +125,7 @@ class Summary:
                   f'cnn_jax layers and have no row)')
     text.append(f'total: {self.params:,} parameters, {self.state:,} batch statistics, '
                 f'{self.flops:,} FLOPs ({_si(self.flops)}FLOPs) per example '
-                f'(multiply-add = 2), output {_dims(self.output_shape)}')
+                f'(multiply-add = 2), output {dims(self.output_shape)}')
     return '\n'.join(text)
 
 
@@ -133,14 +133,14 @@ class Summary:
     """Formats the summary as a markdown table, one row per layer, then a totals row."""
     lines = ['| layer | type | output | params | FLOPs | RF | jump |',
              '|---|---|---|--:|--:|--:|--:|']
-    lines += [f'| `{r.name}` | {r.kind} | {_dims(r.output_shape)} | {r.params:,} | '
+    lines += [f'| `{r.name}` | {r.kind} | {dims(r.output_shape)} | {r.params:,} | '
               f'{r.flops:,} | {_field(r.rf_size)} | {_field(r.rf_jump)} |' for r in self.rows]
-    lines.append(f'| **total** | | {_dims(self.output_shape)} | **{self.params:,}** | '
+    lines.append(f'| **total** | | {dims(self.output_shape)} | **{self.params:,}** | '
                  f'**{self.flops:,}** | | |')
     return '\n'.join(lines)
 
 
-def _dims(shape: tuple[int, ...]) -> str:
+def dims(shape: tuple[int, ...]) -> str:
   """``(7, 7, 64)`` -> ``'7x7x64'``."""
   return 'x'.join(map(str, shape))
 
@@ -151,7 +151,7 @@ def _field(value) -> str:
     return '-'
   if isinstance(value, str):
     return value
-  return str(value[0]) if len(set(value)) == 1 else _dims(value)
+  return str(value[0]) if len(set(value)) == 1 else dims(value)
 
 
 def _si(n: int) -> str:

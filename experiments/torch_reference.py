@@ -278,7 +278,7 @@ class LeNet5(nn.Module):
     k, window = m.kernel_size, m.pool_window
     self.c1, sizes = _conv(channels, c1, k, m.stem_stride, padding, sizes)
     self.s2, sizes = _downsample(m.pool, c1, window, window, 'VALID', sizes)
-    self.c3, sizes = _conv(c1, c3, k, 1, 'VALID', sizes)
+    self.c3, sizes = _conv(c1, c3, k, m.c3_stride, 'VALID', sizes)
     self.s4, sizes = _downsample(m.pool, c3, window, window, 'VALID', sizes)
     self.c5, sizes = _conv(c3, c5, k, 1, 'VALID', sizes)
     self.flatten_shape = (c5, *sizes)

@@ -54,6 +54,7 @@ CASES = [
     ('lenet5', {}, (28, 28, 1), 61_706),  # tanh, average pooling, C1 pads 28 to 32
     (*_config_model('lenet5_fashion_mnist.py'), (32, 32, 3), None),
     ('lenet5', dict(pool='conv', activation='lecun_tanh'), (28, 28, 1), None),
+    ('lenet5', dict(stem_stride=2, c3_stride=2, pool='none'), (28, 28, 1), None),  # strided C1/C3
     ('resnet20', {}, (32, 32, 3), 269_722),  # option A, as in the paper's Table 6
     ('resnet20', {}, (28, 28, 1), None),
     # One input channel: 2 x 16 x 3 x 3 fewer stem weights; option B's two projections

@@ -41,6 +41,8 @@ class LeNet5(nn.Module):
     c1_padding: C1's padding; None pads inputs smaller than 32x32 up to 32x32
       (2 pixels per side on 28x28) and leaves larger ones unpadded.
     stem_stride: C1's stride.
+    c3_stride: C3's stride. With ``stem_stride=2``, ``c3_stride=2`` and ``pool='none'``
+      the strided convolutions replace S2 and S4 at their map sizes (14 and 5 pixels).
     pool: the subsampling layers S2 and S4: ``'avg'``, ``'max'``, ``'conv'`` (a
       learned strided conv) or ``'none'``.
     pool_window: S2 and S4 window and stride.
@@ -54,6 +56,7 @@ class LeNet5(nn.Module):
   hidden: Sequence[int] = (84,)
   c1_padding: Any = None
   stem_stride: int = 1
+  c3_stride: int = 1
   pool: str = 'avg'
   pool_window: int = 2
   activation: str = 'tanh'
@@ -86,7 +89,8 @@ class LeNet5(nn.Module):
                         name='c1')(x))
     x = downsample(x, self.pool, self.pool_window, self.pool_window, 'VALID', act=act,
                    dtype=self.dtype, name='s2')
-    x = act(layers.Conv(c3, k, padding='VALID', dtype=self.dtype, name='c3')(x))
+    x = act(layers.Conv(c3, k, strides=self.c3_stride, padding='VALID', dtype=self.dtype,
+                        name='c3')(x))
     x = downsample(x, self.pool, self.pool_window, self.pool_window, 'VALID', act=act,
                    dtype=self.dtype, name='s4')
     x = act(layers.Conv(c5, k, padding='VALID', dtype=self.dtype, name='c5')(x))

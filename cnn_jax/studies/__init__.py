@@ -29,6 +29,7 @@ STUDIES = {
     'dropout_data': 'cnn_jax.studies.dropout_data',
     'permuted_pixels': 'cnn_jax.studies.permuted_pixels',
     'shifted_inputs': 'cnn_jax.studies.shifted_inputs',
+    'stride_pool': 'cnn_jax.studies.stride_pool',
 }
 
 
