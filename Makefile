@@ -5,7 +5,7 @@ setup:
 train: setup
 	.venv/bin/python -m experiments.train
 test: setup
-	.venv/bin/python -m pytest -q tests
+	.venv/bin/python -m pytest -q -n 2 --dist loadfile tests
 bench-torch: setup
 	.venv/bin/pip install -r requirements-bench.txt
 	.venv/bin/python -m experiments.benchmark \

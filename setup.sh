@@ -4,7 +4,7 @@
 # requirements-docs.txt changed.
 #
 #   bash setup.sh && .venv/bin/python -m experiments.train     # main job
-#   bash setup.sh && .venv/bin/python -m pytest -q tests         # tests
+#   bash setup.sh && .venv/bin/python -m pytest -q -n 2 --dist loadfile tests         # tests
 set -euo pipefail
 cd "$(dirname "$0")"
 

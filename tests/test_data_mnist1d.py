@@ -12,11 +12,15 @@ from cnn_jax.data import mnist1d
 from experiments.configs import fashion_mnist_cnn
 
 
+def mnist1d_config(data_dir: str):
+  config = fashion_mnist_cnn.get_config().dataset
+  config.update(name='mnist1d', data_dir=data_dir, prepare_from_dir='')
+  return config
+
+
 @pytest.fixture(scope='module')
 def splits(tmp_path_factory):
-  config = fashion_mnist_cnn.get_config().dataset
-  config.update(name='mnist1d', data_dir=str(tmp_path_factory.mktemp('tfds')),
-                prepare_from_dir='')
+  config = mnist1d_config(str(tmp_path_factory.mktemp('tfds')))
   return config.data_dir, data.load(config)  # prepares on first use: no files needed
 
 
@@ -54,3 +58,27 @@ def test_generation_leaves_global_random_state_alone():
   random.seed(123)
   mnist1d.generate()
   assert (np.random.random(), random.random()) == expected
+
+
+def test_a_second_process_waits_for_the_one_preparing_and_does_not_prepare_again(
+    tmp_path, monkeypatch):
+  """ensure_prepared takes the dataset's prepare lock and looks again once it has it."""
+  import threading
+  from cnn_jax.data import tfds_data
+  config = mnist1d_config(str(tmp_path))
+  calls = []
+  real_prepare = tfds_data.prepare
+  monkeypatch.setattr(tfds_data, 'prepare',
+                      lambda *a, **k: calls.append(a) or real_prepare(*a, **k))
+  target = tfds_data.builder('mnist1d', str(tmp_path))
+  result = {}
+  with tfds_data.prepare_lock(target, 'mnist1d'):  # this "process" is preparing it
+    waiter = threading.Thread(target=lambda: result.update(
+        builder=tfds_data.ensure_prepared(config)))
+    waiter.start()
+    waiter.join(1.0)
+    assert waiter.is_alive() and not calls  # blocked on the lock, nothing prepared
+    real_prepare('mnist1d', data_dir=str(tmp_path))
+  waiter.join(60)
+  assert not waiter.is_alive() and result['builder'].is_prepared()
+  assert calls == []  # the waiter found it prepared and did not build it again

@@ -17,6 +17,8 @@ not installed, e.g. a GPU image read through :mod:`cnn_jax.data.files`.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -208,6 +210,35 @@ def ensure_prepared(config, may_prepare: bool = True) -> tfds.core.DatasetBuilde
         f'{config.name} {target.version} is not prepared in {target.data_dir}, and this '
         f'read-only tool does not prepare datasets. Prepare it with\n'
         f'  {prepare_command(config.name, config.data_dir)}')
+  with prepare_lock(target, config.name):
+    # Another process (a second run started at the same time, a test worker) may have
+    # prepared it while this one waited for the lock.
+    again = builder(config.name, config.data_dir)
+    if again.is_prepared():
+      return again
+    return _prepare_missing(config, spec, target)
+
+
+@contextlib.contextmanager
+def prepare_lock(target: tfds.core.DatasetBuilder, name: str):
+  """Holds an exclusive lock on preparing ``name`` in ``target``'s data folder.
+
+  Two processes that find the same dataset missing would otherwise both build it into
+  the same folder. The lock is ``flock`` on a file beside the dataset's folder; it is
+  released when the process ends, however it ends.
+  """
+  root = os.path.dirname(os.path.dirname(target.data_dir))  # <root>/<name>/<version>
+  os.makedirs(root, exist_ok=True)
+  with open(os.path.join(root, f'.{name}.prepare.lock'), 'w') as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _prepare_missing(config, spec, target) -> tfds.core.DatasetBuilder:
+  """Prepares the missing dataset of :func:`ensure_prepared` where that needs no permission."""
   if spec.local_source == 'generated' or config.download:
     _announce(f'{"downloading" if config.download else "generating"} {config.name} into '
               f'{target.data_dir} (once) ...')
