@@ -365,20 +365,11 @@ def _si(value: float, unit: str) -> str:
   return f'{value / 1000 ** exponent:.3g} {" kMGT"[exponent].strip()}{unit}'
 
 
-def _load(env: dict) -> str:
-  load = env.get('load_average')  # None where the OS does not report it
-  return f' (load average {load[0]:.2f} at the start)' if load else ''
-
-
 def format_results(results: dict) -> str:
   """The results as markdown: environment, a table of cases, time to accuracy."""
   env = results['environment']
   lines = [
-      '# Benchmark', '',
-      f'`{env["command"]}`', '',
-      f'{env["date"]}; {env["cpu_model"]}, {env["cpu_count"]} cores{_load(env)}; devices '
-      f'{", ".join(env["devices"])}; jax {env["jax"]}, flax {env["flax"]}; git '
-      f'{env["git_commit"]}.', '',
+      *provenance.page_header('Benchmark', env), '',
       f'Median of the timed windows. {results["flops_note"]}.', '',
       '| case | data | batch | compile s | train img/s | eval img/s | train FLOP/s '
       '| train FLOPs/example | peak memory |',

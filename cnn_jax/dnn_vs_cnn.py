@@ -259,12 +259,11 @@ def format_results(results: dict) -> str:
   """The results as markdown: environment, the growth table, the trained comparison."""
   env, first = results['environment'], results['first_layers']
   dense, conv = first['mlp'], first['cnn']
+  header = provenance.page_header('DNN vs CNN: parameters, FLOPs and accuracy', env)
+  header[-1] += (f' Models: `{results["configs"]["mlp"]}` (MLP) and '
+                 f'`{results["configs"]["cnn"]}` (CNN).')
   lines = [
-      '# DNN vs CNN: parameters, FLOPs and accuracy', '',
-      f'`{env["command"]}`', '',
-      f'{env["date"]}; {provenance.hardware(env)}; jax {env["jax"]}, flax {env["flax"]}; '
-      f'git {env["git_commit"]}. Models: `{results["configs"]["mlp"]}` (MLP) and '
-      f'`{results["configs"]["cnn"]}` (CNN).', '',
+      *header, '',
       '## First-layer parameters against input size', '',
       f'A dense first layer of H units has H·(h·w·c) + H parameters, a convolution of F '
       f'k×k filters k·k·c·F + F. Counted by `cnn_jax.summary` on the built models: the '

@@ -79,6 +79,26 @@ def hardware(env: dict) -> str:
   return f'{len(env["devices"])} x {env["device_kind"]}'
 
 
+def page_header(title: str, env: dict, versions: str = '') -> list[str]:
+  """The first lines of every results page: title, command, and where and when it ran.
+
+  Args:
+    title: the page's title.
+    env: from :func:`environment`.
+    versions: the libraries to name; default ``'jax X, flax Y'``.
+
+  Returns:
+    Markdown lines ending in an open sentence (``'... git <commit>.'``): a caller may
+    append to the last line before adding its own.
+  """
+  load = env.get('load_average')  # None where the OS does not report it
+  where = hardware(env) + (f' (load average {load[0]:.2f} at the start)' if load else '')
+  versions = versions or f'jax {env["jax"]}, flax {env["flax"]}'
+  return [f'# {title}', '', f'`{env["command"]}`', '',
+          f'{env["date"]}; {where}; devices {", ".join(env["devices"])}; {versions}; '
+          f'git {env["git_commit"]}.']
+
+
 def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
   """Mean and sample standard deviation (ddof=1) over seeds.
 

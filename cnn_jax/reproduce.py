@@ -380,10 +380,7 @@ def format_results(results: dict) -> str:
     notes.append(f'Read back from the workdir, trained by an earlier command (the wall time '
                  f'includes any interrupted part): {", ".join(resumed)}.')
   lines = [
-      '# Reproduction of published results', '',
-      f'`{env["command"]}`', '',
-      f'{env["date"]}; {provenance.hardware(env)}; devices {", ".join(env["devices"])}; '
-      f'jax {env["jax"]}, flax {env["flax"]}; git {env["git_commit"]}.', '',
+      *provenance.page_header('Reproduction of published results', env), '',
       ' '.join(notes), '',
       f'| setting | published (source) | ours: mean ± std (n) | {LEVEL:.0%} interval '
       '| tolerance | result | hardware | wall time |',

@@ -189,10 +189,8 @@ def format_results(results: dict) -> str:
   """The runs as markdown: per variant, mean and 95% interval of final and max."""
   env = results['environment']
   lines = [
-      '# MNIST-1D: the reference\'s own protocol over seeds (PyTorch)', '',
-      f'`{env["command"]}`', '',
-      f'{env["date"]}; {provenance.hardware(env)}; torch {results["torch"]}; '
-      f'git {env["git_commit"]}.', '',
+      *provenance.page_header('MNIST-1D: the reference\'s own protocol over seeds (PyTorch)',
+                              env, f'torch {results["torch"]}'), '',
       f'Seeds {results["seeds"][0]}..{results["seeds"][-1]}; each cell: mean test '
       'accuracy in % and its 95% Student-t interval over the seeds. "final": after the '
       f'{STEPS + 1:,} steps; "max over evaluations": the best of the 25 test evaluations '

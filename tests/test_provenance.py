@@ -53,3 +53,16 @@ def test_git_commit_marks_a_checkout_with_changed_tracked_files(tmp_path):
   assert provenance.git_commit(str(tmp_path)) == head  # new files are not code changes
   (tmp_path / 'code.py').write_text('a = 2\n')
   assert provenance.git_commit(str(tmp_path)) == f'{head}-dirty'
+
+
+def test_page_header_states_command_machine_versions_and_commit():
+  env = {'command': 'python -m experiments.study --study x', 'date': '2026-11-30T12:00:00',
+         'platform': 'cpu', 'cpu_model': 'AMD EPYC', 'cpu_count': 2, 'devices': ['cpu:0'],
+         'jax': '0.10.2', 'flax': '0.12.8', 'git_commit': 'abc123', 'load_average': [1.5]}
+  assert provenance.page_header('T', env) == [
+      '# T', '', '`python -m experiments.study --study x`', '',
+      '2026-11-30T12:00:00; AMD EPYC, 2 cores (load average 1.50 at the start); devices '
+      'cpu:0; jax 0.10.2, flax 0.12.8; git abc123.']
+  env['load_average'] = None
+  assert provenance.page_header('T', env, 'torch 2.13')[-1] == (
+      '2026-11-30T12:00:00; AMD EPYC, 2 cores; devices cpu:0; torch 2.13; git abc123.')

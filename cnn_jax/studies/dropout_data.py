@@ -228,12 +228,11 @@ def format_results(results: dict) -> str:
   """The markdown page: provenance, the table, the conclusions, the figures."""
   env = results['environment']
   seeds = results['seeds']
+  header = provenance.page_header(TITLE, env)
+  header[-1] += (' Runs trained at git '
+                 f'{", ".join(sorted({r["trained_at"] for r in results["sizes"]}))}.')
   lines = [
-      f'# {TITLE}', '',
-      f'`{env["command"]}`', '',
-      f'{env["date"]}; {provenance.hardware(env)}; devices {", ".join(env["devices"])}; '
-      f'jax {env["jax"]}, flax {env["flax"]}; git {env["git_commit"]}. Runs trained at '
-      f'git {", ".join(sorted({r["trained_at"] for r in results["sizes"]}))}.', '',
+      *header, '',
       f'Test accuracy: mean ± sample std over seeds 0..{seeds - 1} (n = {seeds}). Train: '
       f'accuracy on the training images in evaluation mode (no dropout), at the end. '
       f'Held-out: the last 5,000 training images, never trained on. The last column '

@@ -249,12 +249,11 @@ def format_results(results: dict) -> str:
   """The results page: provenance, the table, the tests and their reading."""
   env, runs_ = results['environment'], results['runs']
   n = len(results['seeds'])
+  header = provenance.page_header(TITLE, env)
+  if results['tiny']:
+    header[-1] += ' **Tiny setting** (a test of the code, not a result).'
   lines = [
-      f'# {TITLE}', '',
-      f'`{env["command"]}`', '',
-      f'{env["date"]}; {provenance.hardware(env)}; jax {env["jax"]}, flax {env["flax"]}; '
-      f'git {env["git_commit"]}.' + (' **Tiny setting** (a test of the code, not a '
-                                     'result).' if results['tiny'] else ''), '',
+      *header, '',
       f'Fashion-MNIST, and Fashion-MNIST with one fixed permutation of the 784 pixel '
       f'positions (`dataset.permute_seed={results["permute_seed"]}`, the same for the '
       f'training and the test images). Final test accuracy, mean ± sample std over seeds '

@@ -280,12 +280,11 @@ def format_results(results: dict) -> str:
   env, runs_ = results['environment'], results['runs']
   n = len(results['seeds'])
   names = list(runs_)
+  header = provenance.page_header(TITLE, env)
+  if results['tiny']:
+    header[-1] += ' **Tiny setting** (a test of the code, not a result).'
   lines = [
-      f'# {TITLE}', '',
-      f'`{env["command"]}`', '',
-      f'{env["date"]}; {provenance.hardware(env)}; jax {env["jax"]}, flax {env["flax"]}; '
-      f'git {env["git_commit"]}.' + (' **Tiny setting** (a test of the code, not a '
-                                     'result).' if results['tiny'] else ''), '',
+      *header, '',
       'Trained on the unshifted Fashion-MNIST training images; evaluated at the end of '
       'training on the test images shifted by k pixels (zero fill), the accuracy at k '
       f'being the mean over the four directions ({", ".join(results["directions"])}). '

@@ -347,13 +347,11 @@ def format_results(results: dict) -> str:
   """The results as markdown: provenance, the table, the interpretation."""
   env, records = results['environment'], results['records']
   n = results['seeds']
+  header = provenance.page_header('Stride vs pooling at equal cost', env)
+  header[-1] += (' Base configs: '
+                 + ', '.join(f'`{spec}`' for spec in results['configs'].values()) + '.')
   lines = [
-      '# Stride vs pooling at equal cost', '',
-      f'`{env["command"]}`', '',
-      f'{env["date"]}; {provenance.hardware(env)} (load average at the start '
-      f'{", ".join(f"{x:.1f}" for x in env["load_average"] or [])}); jax {env["jax"]}, '
-      f'flax {env["flax"]}; git {env["git_commit"]}. Base configs: '
-      + ', '.join(f'`{spec}`' for spec in results['configs'].values()) + '.', '',
+      *header, '',
       'Every variant downsamples to the same map sizes as max pooling, so the dense head '
       'is the same, except "stride 2 + max pool", the committed ablation sweep\'s stride-2 '
       'setting, kept to show the confound. "Widened": the strided convolutions\' channels '
