@@ -1,4 +1,4 @@
-"""Writes MNIST-format IDX files for tests, from the format's definition."""
+"""Writes MNIST-format IDX and CIFAR-100 binary files for tests, from the formats' definitions."""
 
 import gzip
 import os
@@ -46,3 +46,35 @@ def prepare_toy_tfds(source_dir, data_dir):
   data.prepare('fashion_mnist', data_dir=str(data_dir), from_dir=str(source_dir),
                verify_counts=False)
   return str(data_dir)
+
+
+def cifar_rows(images):
+  """``(N, 32, 32, 3)`` images as CIFAR's channel-major 3072-byte rows."""
+  return images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
+
+
+def write_cifar100_binary(directory, sizes, seed):
+  """Random examples as ``directory/cifar-100-binary``: ``{split}.bin`` and the label names.
+
+  Args:
+    directory: the parent folder (a ``pathlib.Path``).
+    sizes: ``((split, n), ...)``, e.g. ``(('train', 4), ('test', 2))``.
+    seed: the numpy seed of the images and labels.
+
+  Returns:
+    ``{split: (images, fine, coarse)}`` as written.
+  """
+  rng = np.random.default_rng(seed)
+  folder = directory / 'cifar-100-binary'
+  folder.mkdir()
+  written = {}
+  for split, n in sizes:
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    coarse, fine = rng.integers(0, 20, n), rng.integers(0, 100, n)
+    # Each record: coarse label byte, fine label byte, 3072 channel-major pixel bytes.
+    records = np.concatenate([coarse[:, None], fine[:, None], cifar_rows(images)], axis=1)
+    (folder / f'{split}.bin').write_bytes(records.astype(np.uint8).tobytes())
+    written[split] = images, fine, coarse
+  (folder / 'coarse_label_names.txt').write_text('\n'.join(f'c{i}' for i in range(20)))
+  (folder / 'fine_label_names.txt').write_text('\n'.join(f'f{i}' for i in range(100)))
+  return written

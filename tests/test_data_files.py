@@ -8,7 +8,7 @@ import types
 
 import numpy as np
 import pytest
-from idx_files import write_split
+from idx_files import write_cifar100_binary, write_split
 
 from cnn_jax import data
 from cnn_jax.data import files, tfds_data
@@ -128,22 +128,9 @@ def test_bad_splits_fail_with_one_line(split, message):
 
 
 def test_files_reader_reads_cifar_and_refuses_datasets_without_files(tmp_path):
-  rng = np.random.default_rng(1)
-  folder = tmp_path / 'cifar-100-binary'
-  folder.mkdir()
-  expected = {}
-  for split, n in (('train', 4), ('test', 2)):
-    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-    coarse, fine = rng.integers(0, 20, n), rng.integers(0, 100, n)
-    # Each record: coarse label byte, fine label byte, 3072 channel-major pixel bytes.
-    pixels = images.transpose(0, 3, 1, 2).reshape(n, 3072)
-    records = np.concatenate([coarse[:, None], fine[:, None], pixels], axis=1)
-    (folder / f'{split}.bin').write_bytes(records.astype(np.uint8).tobytes())
-    expected[split] = images, fine
-  (folder / 'coarse_label_names.txt').write_text('\n'.join(f'c{i}' for i in range(20)))
-  (folder / 'fine_label_names.txt').write_text('\n'.join(f'f{i}' for i in range(100)))
+  expected = write_cifar100_binary(tmp_path, (('train', 4), ('test', 2)), seed=1)
   splits = data.load(dataset_config(tmp_path, name='cifar100'))
-  for split, (images, fine) in expected.items():
+  for split, (images, fine, _) in expected.items():
     np.testing.assert_array_equal(splits[split][0], images)
     np.testing.assert_array_equal(splits[split][1], fine)
   with pytest.raises(ValueError, match="mnist1d has none"):

@@ -17,7 +17,7 @@ import zipfile
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from idx_files import write_split
+from idx_files import cifar_rows, write_cifar100_binary, write_split
 
 from cnn_jax import data
 from cnn_jax.data import __main__ as cli
@@ -313,10 +313,6 @@ def cifar_examples(n, classes, seed):
   return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, classes, n)
 
 
-def cifar_rows(images):
-  return images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
-
-
 def write_cifar10_python(directory, train, test, archive=True):
   folder = 'cifar-10-batches-py'
   files = {}
@@ -359,19 +355,7 @@ def test_cifar10_python_archive(tmp_path):
 
 
 def test_cifar100_binary_folder(tmp_path):
-  rng = np.random.default_rng(3)
-  folder = tmp_path / 'cifar-100-binary'
-  folder.mkdir()
-  expected = {}
-  for split, n in (('train', 6), ('test', 3)):
-    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-    coarse, fine = rng.integers(0, 20, n), rng.integers(0, 100, n)
-    # Each record: coarse label byte, fine label byte, 3072 pixel bytes.
-    records = np.concatenate([coarse[:, None], fine[:, None], cifar_rows(images)], axis=1)
-    (folder / f'{split}.bin').write_bytes(records.astype(np.uint8).tobytes())
-    expected[split] = images, fine, coarse
-  (folder / 'coarse_label_names.txt').write_text('\n'.join(f'c{i}' for i in range(20)))
-  (folder / 'fine_label_names.txt').write_text('\n'.join(f'f{i}' for i in range(100)))
+  expected = write_cifar100_binary(tmp_path, (('train', 6), ('test', 3)), seed=3)
   builder = tfds_data.prepare('cifar100', data_dir=str(tmp_path / 'tfds'),
                               from_dir=str(tmp_path), verify_counts=False)
   assert builder.info.features['coarse_label'].names[19] == 'c19'
