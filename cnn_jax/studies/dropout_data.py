@@ -88,14 +88,13 @@ def _overfitting(epochs: np.ndarray, accuracy: np.ndarray) -> dict:
           'final': float(accuracy[-1]), 'drop': float(accuracy[peak] - accuracy[-1])}
 
 
-def _size_record(name: str, config, size: int, rates, seeds: int, summaries: list[dict],
+def _size_record(name: str, config, size: int, rates, summaries: list[dict],
                  workdir: str) -> dict:
   """Aggregates one size's replicas: per rate, the accuracies, tests and curve."""
-  rows, by_rate = [], {}
+  rows = []
   for rate in rates:
     indices = [i for i, s in enumerate(summaries)
                if s['variant'][RATE_FIELDS[0]] == rate]
-    by_rate[rate] = indices
     test = [summaries[i]['test_accuracy'] for i in indices]
     train = [summaries[i]['train_accuracy'] for i in indices]
     mean, std = provenance.mean_std(test)
@@ -141,14 +140,15 @@ def run(config_dir: str, *, seeds: int, workdir: str, out: str | None, tiny: boo
     of its test accuracies against rate 0's).
   """
   env = provenance.environment(command)
-  _, grid = _grid(config_dir, tiny)
+  base, grid = _grid(config_dir, tiny)
   records = []
-  for (name, config), (size, _, _) in zip(runs(config_dir, tiny).items(), grid['sizes']):
+  for size, epochs, every in grid['sizes']:
+    name, config = f'train_{size}', _size_config(base, size, epochs, every)
     log(f'{name}: {len(grid["rates"])} rates x {seeds} seeds as one program, '
         f'{config.num_epochs} epochs, in {os.path.join(workdir, name)}')
     summaries = replicas.train_replicas(config, os.path.join(workdir, name),
                                         _variants(grid['rates'], seeds), log=log)
-    record = _size_record(name, config, size, grid['rates'], seeds, summaries, workdir)
+    record = _size_record(name, config, size, grid['rates'], summaries, workdir)
     # The commit that trained the runs (a rerun reads finished runs back, so a page
     # written later may name a newer commit than the one behind its numbers).
     record['trained_at'] = workdir_lib.read_record(
