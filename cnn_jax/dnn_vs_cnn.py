@@ -127,13 +127,10 @@ def compare(configs: dict[str, str], seeds: int = 3,
     config = loaded[label]
     summary = summarize(build_model(config), catalog.model_input_shape(config.dataset))
     summaries, resumed, _ = trained[label]
-    accuracies = [r['test_accuracy'] for r in summaries]
-    mean, std = provenance.mean_std(accuracies)
     records.append({'label': label, 'config': spec, 'model': config.model.name,
                     'dataset': config.dataset.name, 'params': summary.params,
-                    'flops': summary.flops, 'test_accuracies': accuracies, 'mean': mean,
-                    'std': std, 'epochs': config.num_epochs,
-                    'wall_s': max(r['wall_s'] for r in summaries), 'resumed': resumed})
+                    'flops': summary.flops, **provenance.seed_results(summaries),
+                    'epochs': config.num_epochs, 'resumed': resumed})
   return records
 
 

@@ -112,6 +112,20 @@ def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None
           statistics.stdev(values) if len(values) > 1 else None)
 
 
+def seed_results(summaries: Sequence[dict]) -> dict:
+  """What the studies report of one run's seeds, from its replica summaries.
+
+  Returns:
+    ``test_accuracies`` (per seed, in order), their ``mean`` and sample ``std``
+    (:func:`mean_std`), and ``wall_s``: the longest replica's, which for seeds trained
+    as one vmapped program is the program's.
+  """
+  accuracies = [r['test_accuracy'] for r in summaries]
+  mean, std = mean_std(accuracies)
+  return {'test_accuracies': accuracies, 'mean': mean, 'std': std,
+          'wall_s': max(r['wall_s'] for r in summaries)}
+
+
 def duration(seconds: float) -> str:
   """``75.2`` -> ``'1 min 15 s'``; ``3725`` -> ``'1 h 2 min'``."""
   s = round(seconds)

@@ -324,12 +324,10 @@ def run(references: Sequence[Reference], config_dir: str, seeds: int | None = No
       record.update(status='failed', error=outcome.error)
       log(f'{ref.name}: failed on {outcome.host}: {outcome.error}')
       continue
-    accuracies = [r['test_accuracy'] for r in summaries]
-    record.update(**ref.verdict(accuracies), test_accuracies=accuracies,
-                  std=provenance.mean_std(accuracies)[1],
+    record.update(provenance.seed_results(summaries))  # the verdict's mean replaces its own
+    record.update(ref.verdict(record['test_accuracies']),
                   num_params=summaries[0]['num_params'], epochs=config.num_epochs,
-                  # The seeds train as one program: its wall time is every replica's.
-                  wall_s=max(r['wall_s'] for r in summaries), resumed=resumed,
+                  resumed=resumed,
                   hardware=(provenance.hardware(env) if outcome is None else
                             f'Dask worker {outcome.host}'))
     log(f'{ref.name}: {_ours(record)}, 95% interval {_interval(record)}, against '

@@ -66,3 +66,10 @@ def test_page_header_states_command_machine_versions_and_commit():
   env['load_average'] = None
   assert provenance.page_header('T', env, 'torch 2.13')[-1] == (
       '2026-11-30T12:00:00; AMD EPYC, 2 cores; devices cpu:0; torch 2.13; git abc123.')
+
+
+def test_seed_results_of_a_run():
+  summaries = [{'test_accuracy': 0.9, 'wall_s': 10.0}, {'test_accuracy': 0.8, 'wall_s': 12.0}]
+  out = provenance.seed_results(summaries)
+  assert out['test_accuracies'] == [0.9, 0.8] and out['wall_s'] == 12.0
+  assert out['mean'] == pytest.approx(0.85) and out['std'] == pytest.approx(0.1 / 2 ** 0.5)

@@ -101,12 +101,9 @@ def train(configs: dict, seeds: int, workdir: str, log=print) -> dict:
     log(f'{name}: {config.model.name}, {config.num_epochs} epochs, {seeds} seeds')
     summaries, resumed = replicas.train_seeds(config, os.path.join(workdir, name),
                                               range(seeds), log=log)
-    accuracies = [r['test_accuracy'] for r in summaries]
-    mean, std = provenance.mean_std(accuracies)
-    records[name] = {'model': config.model.name, 'test_accuracies': accuracies,
-                     'mean': mean, 'std': std, 'epochs': config.num_epochs,
-                     'num_params': summaries[0]['num_params'],
-                     'wall_s': max(r['wall_s'] for r in summaries), 'resumed': resumed}
+    records[name] = {'model': config.model.name, **provenance.seed_results(summaries),
+                     'epochs': config.num_epochs,
+                     'num_params': summaries[0]['num_params'], 'resumed': resumed}
   return records
 
 

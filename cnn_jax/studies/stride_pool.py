@@ -240,15 +240,12 @@ def measure(model: str, variant: str, config, summaries: list[dict], resumed: bo
   """
   summary = cost(config)
   last = _last_map(summary)
-  accuracies = [s['test_accuracy'] for s in summaries]
-  mean, std = provenance.mean_std(accuracies)
   return {'model': model, 'variant': variant, 'features': list(config.model.features),
           'params': summary.params, 'flops': summary.flops,
           'map': list(last.output_shape), 'receptive_field': list(last.rf_size),
-          'test_accuracies': accuracies, 'mean': mean, 'std': std,
+          **provenance.seed_results(summaries),
           'train_images_per_sec': summaries[0]['train_images_per_sec'],
-          'wall_s': summaries[0]['wall_s'], 'epochs': config.num_epochs,
-          'resumed': resumed}
+          'epochs': config.num_epochs, 'resumed': resumed}
 
 
 def accuracy_vs_cost(records: list[dict]) -> Plot:
